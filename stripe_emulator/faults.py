@@ -1,0 +1,79 @@
+"""Fault injection: latency, rate limiting, server errors and dropped connections.
+
+Plain state and decisions; the HTTP layer carries them out.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+Outcome = Literal["ok", "rate_limited", "server_error", "drop"]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to do with one request: wait this long, then answer (or not) as `outcome`."""
+
+    latency: float
+    outcome: Outcome
+
+
+@dataclass
+class Faults:
+    """Settings tests and benchmarks turn on; all off by default."""
+
+    latency_ms: float = 0.0
+    latency_max_ms: float | None = None
+    rate_limit: float | None = None
+    error_rate: float = 0.0
+    drop_rate: float = 0.0
+    seed: int = 0
+    _rng: random.Random = field(default_factory=random.Random, repr=False)
+    _window: deque[float] = field(default_factory=deque, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def configure(self, **settings: float | int | None) -> None:
+        """Change some settings; unknown names are an error, not a silent no-op."""
+        for name, value in settings.items():
+            if name.startswith("_") or not hasattr(self, name):
+                raise ValueError(f"unknown fault setting: {name}")
+            setattr(self, name, value)
+        if "seed" in settings:
+            self._rng.seed(self.seed)
+
+    def reset(self) -> None:
+        """All faults off."""
+        self.configure(
+            latency_ms=0.0, latency_max_ms=None, rate_limit=None, error_rate=0.0, drop_rate=0.0
+        )
+        self._window.clear()
+
+    def plan(self) -> Plan:
+        """Decide the fate of one API request as it arrives."""
+        with self._lock:
+            latency = self.latency_ms
+            if self.latency_max_ms is not None and self.latency_max_ms > latency:
+                latency = self._rng.uniform(latency, self.latency_max_ms)
+            if self.rate_limit and not self._admit(time.monotonic()):
+                return Plan(latency / 1000, "rate_limited")
+            roll = self._rng.random()
+            if roll < self.drop_rate:
+                return Plan(latency / 1000, "drop")
+            if roll < self.drop_rate + self.error_rate:
+                return Plan(latency / 1000, "server_error")
+            return Plan(latency / 1000, "ok")
+
+    def _admit(self, now: float) -> bool:
+        """A sliding one-second window: at most `rate_limit` requests in any second."""
+        assert self.rate_limit is not None
+        while self._window and self._window[0] <= now - 1.0:
+            self._window.popleft()
+        if len(self._window) >= self.rate_limit:
+            return False
+        self._window.append(now)
+        return True

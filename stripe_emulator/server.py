@@ -1,0 +1,306 @@
+"""The thin HTTP layer: parse requests, apply faults and auth, call the account, answer JSON.
+
+aiohttp serves it (measured against uvicorn in benchmarks/RESULTS.md; it also exposes the
+transport, which dropped-connection faults need). It binds 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import email.utils
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from aiohttp import web
+
+from .account import Account, check_api_version
+from .collection import RequestContext
+from .errors import StripeError
+from .params import decode_form
+
+HOST = "127.0.0.1"
+ACCOUNT = web.AppKey("account", Account)
+IDEMPOTENCY = web.AppKey("idempotency", dict)
+COLLECTIONS = "coupons|products|promotion_codes|events"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One row of the API: HTTP method and path to an account operation."""
+
+    method: str
+    path: str
+    operation: str
+
+
+ENDPOINTS = (
+    Endpoint("GET", f"/v1/{{collection:{COLLECTIONS}}}", "list"),
+    Endpoint("POST", f"/v1/{{collection:{COLLECTIONS}}}", "create"),
+    Endpoint("GET", f"/v1/{{collection:{COLLECTIONS}}}/{{id}}", "retrieve"),
+    Endpoint("POST", f"/v1/{{collection:{COLLECTIONS}}}/{{id}}", "update"),
+    Endpoint("DELETE", f"/v1/{{collection:{COLLECTIONS}}}/{{id}}", "delete"),
+)
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON response (orjson: pages of 100 objects are the hot path)."""
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def api_key(request: web.Request) -> str | None:
+    """The key from `Authorization: Bearer <key>` or HTTP Basic `<key>:`."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(value).decode().partition(":")[0] or None
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    return None
+
+
+async def request_params(request: web.Request) -> dict[str, Any]:
+    """Query string and form body, bracket notation decoded."""
+    pairs = list(parse_qsl(request.query_string, keep_blank_values=True))
+    if request.can_read_body:
+        pairs += parse_qsl(await request.text(), keep_blank_values=True)
+    return decode_form(pairs)
+
+
+def make_api_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The handler for one endpoint row."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await serve_api(request, endpoint.operation)
+
+    return handle
+
+
+async def serve_api(request: web.Request, operation: str | None) -> web.StreamResponse:
+    """Faults, then auth, version and parameters, then the account's answer."""
+    account = request.app[ACCOUNT]
+    collection = request.match_info.get("collection")
+    route = request.match_info.route.resource
+    account.requests[f"{request.method} {route.canonical if route else request.path}"] += 1
+    request_id = "req_" + uuid.uuid4().hex[:14]
+    headers = {
+        "Request-Id": request_id,
+        "Date": email.utils.formatdate(account.clock.now(), usegmt=True),
+    }
+    plan = account.faults.plan()
+    if plan.latency:
+        await asyncio.sleep(plan.latency)
+    if plan.outcome == "drop":
+        assert request.transport is not None
+        request.transport.abort()
+        raise asyncio.CancelledError
+    try:
+        if plan.outcome == "rate_limited":
+            raise StripeError(
+                429,
+                "Request rate limit exceeded. You can make up to 25 requests per second in test "
+                "mode; learn more about rate limits here https://stripe.com/docs/rate-limits.",
+                code="rate_limit",
+            )
+        if plan.outcome == "server_error":
+            raise StripeError(500, "An unknown error occurred", type="api_error")
+        write = request.method != "GET"
+        account.keys.check(
+            api_key(request), write=write, resource=(collection or "resource").rstrip("s")
+        )
+        version = check_api_version(request.headers.get("Stripe-Version") or account.api_version)
+        headers["Stripe-Version"] = version
+        if operation is None:
+            raise StripeError(
+                404,
+                f"Unrecognized request URL ({request.method}: {request.path}). Please see "
+                "https://stripe.com/docs or we can help at https://support.stripe.com/.",
+            )
+        idempotency_key = request.headers.get("Idempotency-Key") if write else None
+        replay = request.app[IDEMPOTENCY].get(idempotency_key) if idempotency_key else None
+        if replay is not None:
+            return json_response(replay[1], replay[0], {**headers, "Idempotent-Replayed": "true"})
+        params = await request_params(request)
+        ctx = RequestContext(version, request_id, idempotency_key)
+        try:
+            body = account.handle(
+                str(collection), operation, request.match_info.get("id"), params, ctx
+            )
+            status = 200
+        except StripeError as error:
+            if not idempotency_key:
+                raise
+            body, status = error.body(), error.status
+        if idempotency_key:
+            request.app[IDEMPOTENCY][idempotency_key] = (status, body)
+        return json_response(body, status, headers)
+    except StripeError as error:
+        return json_response(error.body(), error.status, headers)
+
+
+async def unrecognized(request: web.Request) -> web.StreamResponse:
+    """Any other URL under /v1: Stripe's 404, after auth as Stripe does."""
+    return await serve_api(request, None)
+
+
+# -- controls for tests, the demo and benchmarks (JSON in, JSON out) ------------------------------
+Control = Callable[[Account, dict[str, Any], dict[str, str]], Any]
+
+
+def _reset(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
+    account.reset()
+    return {"ok": True}
+
+
+def _api_version(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
+    account.set_api_version(body["api_version"])
+    return {"api_version": account.api_version}
+
+
+def _seed(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
+    return account.seed(**body)
+
+
+def _clock(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
+    if "advance" in body:
+        account.advance_clock(float(body["advance"]))
+    if body.get("freeze"):
+        account.clock.freeze()
+    if body.get("freeze") is False:
+        account.clock.unfreeze()
+    return {"now": account.clock.now()}
+
+
+def _faults(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
+    if "event_delay" in body:
+        account.set_event_delay(float(body.pop("event_delay")))
+    account.faults.configure(**body)
+    return {"event_delay": account.events.visibility_delay, **_public(vars(account.faults))}
+
+
+def _public(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if not k.startswith("_")}
+
+
+def _keys(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
+    account.keys.set_access(body["key"], body["access"])
+    return {"ok": True}
+
+
+def _requests(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
+    return {"total": sum(account.requests.values()), "by_endpoint": dict(account.requests)}
+
+
+def _clear_requests(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
+    account.requests.clear()
+    return {"total": 0, "by_endpoint": {}}
+
+
+CONTROLS: tuple[tuple[str, str, Control], ...] = (
+    ("POST", "/_emulator/reset", _reset),
+    ("POST", "/_emulator/seed", _seed),
+    ("GET", "/_emulator/clock", lambda a, b, m: {"now": a.clock.now()}),
+    ("POST", "/_emulator/clock", _clock),
+    ("POST", "/_emulator/api_version", _api_version),
+    ("POST", "/_emulator/faults", _faults),
+    ("POST", "/_emulator/keys", _keys),
+    ("POST", "/_emulator/promotion_codes/{id}/redeem", lambda a, b, m: a.redeem(m["id"])),
+    ("GET", "/_emulator/requests", _requests),
+    ("DELETE", "/_emulator/requests", _clear_requests),
+    ("GET", "/_emulator/state/{kind}", lambda a, b, m: a.state(m["kind"])),
+)
+
+
+def make_control_handler(control: Control) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Wrap a control: JSON body in, JSON out, errors as 400 with a message."""
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        try:
+            return json_response(control(request.app[ACCOUNT], body, dict(request.match_info)))
+        except StripeError as error:
+            return json_response(error.body(), error.status)
+        except (KeyError, TypeError, ValueError) as error:
+            return json_response({"error": {"message": str(error)}}, 400)
+
+    return handle
+
+
+def build_app(account: Account) -> web.Application:
+    """The aiohttp application serving `account`."""
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app[ACCOUNT] = account
+    app[IDEMPOTENCY] = {}
+    for endpoint in ENDPOINTS:
+        app.router.add_route(endpoint.method, endpoint.path, make_api_handler(endpoint))
+    for method, path, control in CONTROLS:
+        app.router.add_route(method, path, make_control_handler(control))
+    app.router.add_route("*", "/v1/{tail:.*}", unrecognized)
+    return app
+
+
+class EmulatorServer:
+    """The emulator serving HTTP from a background thread; `url` is its base address."""
+
+    def __init__(self, account: Account | None = None, port: int = 0) -> None:
+        self.account = account or Account()
+        self._requested_port = port
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL for `stripe.StripeClient(..., base_addresses={"api": url})`."""
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> EmulatorServer:
+        """Bind and serve; returns once requests are accepted."""
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
+        return self
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(build_app(self.account), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, HOST, self._requested_port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        """Stop serving and end the thread."""
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=30)
+            self._runner = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextmanager
+def serve(account: Account | None = None, port: int = 0) -> Iterator[EmulatorServer]:
+    """Run the emulator in-process for the duration of a `with` block."""
+    with EmulatorServer(account, port) as server:
+        yield server
