@@ -1,0 +1,1 @@
+"""dlt sources (the layout of dlt's verified sources)."""

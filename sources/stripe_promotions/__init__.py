@@ -1,0 +1,415 @@
+"""The dlt source `stripe`: coupons, products and promotion codes, their changes and deletions.
+
+Resources, top to bottom: new objects by `created` (one per type), a full listing when a run
+must see everything (sync all, or events past Stripe's 30-day retention), the events that
+carry updates and deletions, and the four verbs' resources (by ids, batch, soft delete).
+Every row says when and how it was observed; the SQL transforms turn that into current state.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import dlt
+import pyarrow as pa
+from dlt.extract.resource import DltResource
+
+from .batch import BatchError, validate_batch
+from .client import (
+    Page,
+    StripeApi,
+    StripeApiError,
+    StripeAuthError,
+    StripePermissionError,
+    StripeSourceError,
+    StripeUnreachableError,
+)
+from .observations import EventBatch, plain_table, table_hints, tombstone
+from .rows import CURRENT, Observation, canonical, object_table_hints, to_table
+from .run import Plan, Planner, RunStats, SyncRequest, parse_start_date
+from .settings import (
+    API_VERSION,
+    DEFAULT_API_BASE,
+    EVENT_LAG_SECONDS,
+    EVENT_ORDER_BASE,
+    EVENTS_PATH,
+    OBJECT_TYPES,
+    PAGE_SIZE,
+    ROWS_PER_TABLE,
+    ObjectType,
+)
+
+__all__ = [
+    "BatchError",
+    "RunStats",
+    "StripeApiError",
+    "StripeAuthError",
+    "StripePermissionError",
+    "StripeSourceError",
+    "StripeUnreachableError",
+    "SyncRequest",
+    "stripe_source",
+]
+
+
+@dlt.source(name="stripe", section="stripe", max_table_nesting=0)
+def stripe_source(
+    api_key: str | None = dlt.secrets.value,
+    api_base: str = DEFAULT_API_BASE,
+    api_version: str = API_VERSION,
+    start_date: str | None = None,
+    page_size: int = PAGE_SIZE,
+    max_requests_per_second: float | None = None,
+    object_types: list[str] | None = None,
+    event_lag_seconds: int = EVENT_LAG_SECONDS,
+    request: SyncRequest | None = None,
+    stats: RunStats | None = None,
+) -> list[DltResource]:
+    """Stripe coupons, products and promotion codes; `request` picks the mode (incremental).
+
+    The key comes from dlt's config (`[sources.stripe] api_key`, `SOURCES__STRIPE__API_KEY`)
+    or `STRIPE_API_KEY`.
+    """
+    if request is None:
+        request = SyncRequest(object_types=tuple(object_types or OBJECT_TYPES))
+    stats = stats or RunStats()
+    api = StripeApi(
+        api_key or os.environ.get("STRIPE_API_KEY", ""),
+        api_base,
+        api_version=api_version,
+        max_requests_per_second=max_requests_per_second,
+        page_size=page_size,
+    )
+    stats.api = api
+    start = parse_start_date(start_date)
+    types = [OBJECT_TYPES[name] for name in request.object_types]
+    planner = Planner(api, request, event_lag_seconds, [t.event_types for t in types], stats)
+    if request.mode == "incremental":
+        resources = [
+            *(new_objects(api, planner, t, start, stats) for t in types),
+            full_listing(api, planner, types, start, stats),
+            events(api, planner, event_lag_seconds, stats),
+        ]
+    elif request.mode == "full":
+        resources = [full_listing(api, planner, types, start, stats)]
+    elif request.mode == "ids":
+        resources = [by_ids(api, types[0], request.ids, stats)]
+    elif request.mode == "batch":
+        resources = [batch(types[0], request.items, stats)]
+    else:
+        resources = [soft_delete(types[0], request.ids, request.reason, stats)]
+    return [*resources, raw_tables()]
+
+
+# -- the raw tables exist from the first run on, so the transforms can always read them -----------
+def raw_tables() -> DltResource:
+    """Empty tables, once: a table nothing was written to yet still exists for the SQL."""
+
+    @dlt.resource(name="raw_tables")
+    def create() -> Iterator[Any]:
+        state = dlt.current.resource_state()
+        if state.get("created"):
+            return
+        for object_type in OBJECT_TYPES.values():
+            yield routed(to_table(object_type.name, [], []), object_type.table)
+        for table_name in ("events", "deletions", "full_listings", "sync_runs"):
+            yield with_table(table_name, [])
+        state["created"] = True
+
+    return create
+
+
+# -- new objects: incremental on `created` --------------------------------------------------------
+def new_objects(
+    api: StripeApi, planner: Planner, object_type: ObjectType, start: int, stats: RunStats
+) -> DltResource:
+    """Objects created since the last run: `created[gte]` the cursor, boundary ids dropped."""
+
+    @dlt.resource(
+        name=object_type.table,
+        write_disposition="merge",
+        primary_key=["id", "_observation_key"],
+        columns=object_table_hints(object_type.name),
+        parallelized=True,
+    )
+    def listing(
+        created: dlt.sources.incremental[int] = dlt.sources.incremental(
+            "created", initial_value=start
+        ),
+    ) -> Iterator[pa.Table]:
+        planner.plan(events_state())  # Stripe's clock is read before any listing starts
+        pages = api.list_pages(
+            object_type.path, low=created.start_value, params=list_params(object_type)
+        )
+        yield from observed_tables(object_type, pages, "list", api.api_version, stats)
+
+    return listing
+
+
+# -- full listing: sync all, or events past retention ---------------------------------------------
+def full_listing(
+    api: StripeApi, planner: Planner, types: Sequence[ObjectType], start: int, stats: RunStats
+) -> DltResource:
+    """Every object of the planned types, then a marker: objects not listed were deleted."""
+
+    @dlt.resource(name="full_listing", parallelized=True)
+    def listing() -> Iterator[Any]:
+        plan = planner.plan(events_state())
+        for object_type in types:
+            if object_type.name not in plan.relist:
+                continue
+            started = api.server_time or plan.now
+            listed = 0
+            pages = api.list_pages(object_type.path, low=start, params=list_params(object_type))
+            tables = observed_tables(object_type, pages, "full_listing", api.api_version, stats)
+            for table in tables:
+                listed += table.num_rows
+                yield routed(table, object_type.table)
+            marker = {
+                "listing_id": uuid.uuid4().hex,
+                "object_type": object_type.name,
+                "started_at": started,
+                "completed_at": api.server_time,
+                "created_from": start,
+                "objects": listed,
+            }
+            yield with_table("full_listings", [marker])
+        yield run_marker("full_listing", plan, stats)
+
+    return listing
+
+
+# -- events: updates and deletions ----------------------------------------------------------------
+def events(api: StripeApi, planner: Planner, lag: int, stats: RunStats) -> DltResource:
+    """Events since the cursor (re-reading `lag` seconds behind it), each applied once."""
+
+    @dlt.resource(name="events", parallelized=True)
+    def changes() -> Iterator[Any]:
+        state = events_state()
+        plan = planner.plan(state)
+        state["clock_offset"] = plan.now - int(time.time())
+        if plan.events_from is None:
+            # First run or past retention: the listings cover everything until now.
+            state["cursor"], state["seen"] = plan.now, []
+            yield run_marker("events", plan, stats)
+            return
+        seen = set(state.get("seen", []))
+        cursor = int(state["cursor"])
+        newest = cursor
+        recent: list[tuple[int, str]] = []
+        changes = EventBatch("event")
+        position = 0
+        params = {"types": planner.event_types}
+        pages = api.list_pages(EVENTS_PATH, params=params, parallel=False, first=plan.first_events)
+        for page in pages:
+            for event in page.objects:
+                position += 1
+                recent.append((int(event["created"]), str(event["id"])))
+                if event["id"] in seen:
+                    continue
+                changes.add(event, order=EVENT_ORDER_BASE - position)
+                newest = max(newest, int(event["created"]))
+        stats.changes.update(changes.counts)
+        for table_name, table in changes.tables():
+            stats.rows[f"{table_name}/event"] += table.num_rows
+            yield routed(table, table_name)
+        new_cursor = max(newest, plan.now - lag)
+        state["cursor"] = new_cursor
+        state["seen"] = sorted(i for created, i in recent if created >= new_cursor - lag)
+        yield run_marker("events", plan, stats)
+
+    return changes
+
+
+# -- the verbs: by ids, a batch, soft delete ------------------------------------------------------
+def by_ids(
+    api: StripeApi, object_type: ObjectType, ids: Sequence[str], stats: RunStats
+) -> DltResource:
+    """Retrieve each id; one Stripe answers 404 for becomes a deletion tombstone."""
+
+    @dlt.resource(name=f"{object_type.table}_by_id")
+    def retrieve() -> Iterator[Any]:
+        unique = list(dict.fromkeys(ids))
+        with ThreadPoolExecutor(max_workers=api.max_workers) as pool:
+            pages = list(
+                pool.map(lambda i: api.retrieve(object_type.path, i, object_type.expand), unique)
+            )
+        found = [(p.objects[0], p) for p in pages if p.objects]
+        if found:
+            rows = [canonical(object_type.name, obj) for obj, _ in found]
+            seen = [
+                Observation(p.server_time, "retrieve", api_version=api.api_version)
+                for _, p in found
+            ]
+            stats.rows[f"{object_type.table}/retrieve"] += len(rows)
+            yield routed(to_table(object_type.name, rows, seen), object_type.table)
+        missing = [(i, p) for i, p in zip(unique, pages, strict=True) if not p.objects]
+        if missing:
+            stones = [
+                tombstone(
+                    object_type.name,
+                    object_id,
+                    deleted_at=page.server_time,
+                    source="not_found",
+                    observation=Observation(
+                        page.server_time, "retrieve", f"not_found:{page.server_time}", 1
+                    ),
+                    reason="Stripe answered 404 (resource_missing)",
+                )
+                for object_id, page in missing
+            ]
+            stats.changes[(object_type.name, "not_found")] += len(stones)
+            yield with_table("deletions", stones)
+
+    return retrieve
+
+
+def batch(
+    object_type: ObjectType, items: Sequence[Mapping[str, Any]], stats: RunStats
+) -> DltResource:
+    """Objects or saved webhook events, checked first, then loaded whole or not at all."""
+
+    @dlt.resource(name=f"{object_type.table}_batch")
+    def load() -> Iterator[Any]:
+        checked = validate_batch(object_type.name, items)
+        now = estimated_stripe_time()
+        changes = EventBatch("batch")
+        rows, seen, stones = [], [], []
+        for position, item in enumerate(checked):
+            if item.get("object") == "event":
+                changes.add(item, order=EVENT_ORDER_BASE - position)
+            elif item.get("deleted") is True:
+                stones.append(
+                    tombstone(
+                        object_type.name,
+                        str(item["id"]),
+                        deleted_at=now,
+                        source="batch",
+                        observation=Observation(now, "batch", f"batch:{now}", 1),
+                    )
+                )
+            else:
+                # A bare object counts as observed now; a product carries its own `updated`.
+                observed = int(item.get("updated") or now)
+                rows.append(canonical(object_type.name, item))
+                seen.append(Observation(observed, "batch", f"batch:{observed}"))
+        if rows:
+            yield routed(to_table(object_type.name, rows, seen), object_type.table)
+        for table_name, table in changes.tables():
+            yield routed(table, table_name)
+        if stones:
+            yield with_table("deletions", stones)
+        stats.rows[f"{object_type.table}/batch"] += len(checked)
+        stats.changes.update(changes.counts)
+
+    return load
+
+
+def soft_delete(
+    object_type: ObjectType, ids: Sequence[str], reason: str | None, stats: RunStats
+) -> DltResource:
+    """Mark ids deleted by hand, without touching Stripe; a later observation clears it."""
+
+    @dlt.resource(name=f"{object_type.table}_soft_delete")
+    def mark() -> Iterator[Any]:
+        now = estimated_stripe_time()
+        stones = [
+            tombstone(
+                object_type.name,
+                object_id,
+                deleted_at=now,
+                source="manual",
+                observation=Observation(now, "manual", f"manual:{now}", 1),
+                reason=reason or "soft delete",
+            )
+            for object_id in dict.fromkeys(ids)
+        ]
+        stats.changes[(object_type.name, "soft_deleted")] += len(stones)
+        yield with_table("deletions", stones)
+
+    return mark
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def events_state() -> dict[str, Any]:
+    """The events cursor, shared by the planner and the events resource."""
+    state: dict[str, Any] = dlt.current.source_state().setdefault("events", {})
+    return state
+
+
+def estimated_stripe_time() -> int:
+    """Stripe's clock without asking it: local time plus the offset the last run measured."""
+    return int(time.time()) + int(events_state().get("clock_offset", 0))
+
+
+def list_params(object_type: ObjectType) -> dict[str, Any]:
+    """List parameters: the expansions the canonical row needs."""
+    return {"expand": [f"data.{e}" for e in object_type.expand]} if object_type.expand else {}
+
+
+def observed_tables(
+    object_type: ObjectType, pages: Iterable[Page], via: str, version: str, stats: RunStats
+) -> Iterator[pa.Table]:
+    """Pages as Arrow tables of up to ROWS_PER_TABLE rows, each row with its observation."""
+    rows: list[dict[str, Any]] = []
+    seen: list[Observation] = []
+    counter = f"{object_type.table}/{via}"
+    for page in pages:
+        observation = Observation(page.server_time, via, CURRENT, 0, version)
+        for obj in page.objects:
+            rows.append(canonical(object_type.name, obj))
+            seen.append(observation)
+        stats.rows[counter] += len(page.objects)
+        if len(rows) >= ROWS_PER_TABLE:
+            yield to_table(object_type.name, rows, seen)
+            rows, seen = [], []
+    if rows:
+        yield to_table(object_type.name, rows, seen)
+
+
+def object_hints(object_type: ObjectType) -> Any:
+    """Hints that route a table from any resource into an object table."""
+    return dlt.mark.make_hints(
+        table_name=object_type.table,
+        write_disposition="merge",
+        primary_key=["id", "_observation_key"],
+        columns=object_table_hints(object_type.name),
+    )
+
+
+def hints_for(table_name: str) -> Any:
+    """Hints for any raw table by name."""
+    for object_type in OBJECT_TYPES.values():
+        if object_type.table == table_name:
+            return object_hints(object_type)
+    return dlt.mark.make_hints(**table_hints(table_name))
+
+
+def routed(table: pa.Table, table_name: str) -> Any:
+    """An Arrow table sent to a raw table with that table's hints (any resource may send it)."""
+    return dlt.mark.with_hints(table, hints_for(table_name), create_table_variant=True)
+
+
+def with_table(table_name: str, rows: Sequence[Mapping[str, Any]]) -> Any:
+    """Rows for one of the bookkeeping tables, typed and routed."""
+    return routed(plain_table(table_name, rows), table_name)
+
+
+def run_marker(resource: str, plan: Plan, stats: RunStats) -> Any:
+    """One row per resource and run: Stripe's clock at its end, for "as of" in the transforms."""
+    api = stats.api
+    row = {
+        "run_id": stats.run_id,
+        "resource": resource,
+        "mode": "incremental" if resource == "events" else "full",
+        "server_time": (api.server_time if api else None) or plan.now,
+        "requests": stats.requests,
+        "rows": sum(stats.rows.values()),
+        "note": " ".join(stats.notes) or None,
+    }
+    return with_table("sync_runs", [row])

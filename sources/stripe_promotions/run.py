@@ -1,0 +1,139 @@
+"""What one run shares across resources: the request, the plan (made lazily), the counts."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Literal
+
+from .client import Page, StripeApi, StripeSourceError, Window
+from .settings import EVENT_RETENTION_SECONDS, EVENTS_PATH, OBJECT_TYPES, RETENTION_MARGIN_SECONDS
+
+Mode = Literal["incremental", "full", "ids", "batch", "soft_delete"]
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    """What a run does: the incremental load (default) or one of the four verbs."""
+
+    mode: Mode = "incremental"
+    object_types: tuple[str, ...] = tuple(OBJECT_TYPES)
+    ids: tuple[str, ...] = ()
+    items: tuple[Mapping[str, Any], ...] = ()
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [t for t in self.object_types if t not in OBJECT_TYPES]
+        if unknown:
+            raise StripeSourceError(
+                f"Unknown object type {unknown[0]!r}: use one of {', '.join(OBJECT_TYPES)}."
+            )
+
+
+@dataclass
+class RunStats:
+    """Counts a progress display and the end-of-run summary read (never the other way)."""
+
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    rows: Counter[str] = field(default_factory=Counter)  # "coupons/list" -> rows
+    changes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, action) events
+    notes: list[str] = field(default_factory=list)
+    api: StripeApi | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def requests(self) -> int:
+        """API requests made so far, retries included."""
+        return self.api.requests_made if self.api else 0
+
+    def note(self, message: str) -> None:
+        """Something the user should read in the output (e.g. a full re-listing)."""
+        if message not in self.notes:
+            self.notes.append(message)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Decided once per run from Stripe's clock and the events cursor."""
+
+    now: int  # Stripe's clock at the start of the run
+    events_from: int | None  # re-read events created at or after this (None: first run)
+    relist: tuple[str, ...]  # object types to list in full (events past retention)
+    first_events: tuple[Page, Window | None] | None = None  # the request that read the clock
+
+
+class Planner:
+    """Makes the plan on first use: one cheap events request gives Stripe's clock."""
+
+    def __init__(
+        self,
+        api: StripeApi,
+        request: SyncRequest,
+        lag: int,
+        event_types: list[str],
+        stats: RunStats,
+    ) -> None:
+        self.api, self.request, self.lag, self.stats = api, request, lag, stats
+        self.event_types = event_types
+        self._plan: Plan | None = None
+        self._lock = threading.Lock()
+
+    def plan(self, events_state: Mapping[str, Any]) -> Plan:
+        """The run's plan; every resource gets the same one."""
+        with self._lock:
+            if self._plan is None:
+                self._plan = self._make(events_state)
+            return self._plan
+
+    def _make(self, events_state: Mapping[str, Any]) -> Plan:
+        cursor = events_state.get("cursor")
+        if cursor is not None and self.request.mode == "incremental":
+            # The first events page doubles as the clock reading: a quiet run costs 4 requests.
+            events_from = max(0, int(cursor) - self.lag)
+            first = self.api.first_page(
+                EVENTS_PATH, low=events_from, params={"types": self.event_types}
+            )
+            now = first[0].server_time
+        else:
+            found = self.api.get(EVENTS_PATH, {"limit": 1}, what="events")
+            now, first = (found[1] if found else int(time.time())), None
+        if self.request.mode == "full":
+            return Plan(now, None, self.request.object_types)
+        if cursor is None:
+            return Plan(now, None, ())
+        horizon = now - (EVENT_RETENTION_SECONDS - RETENTION_MARGIN_SECONDS)
+        if cursor < horizon:
+            days = (now - cursor) / 86400
+            types = ", ".join(OBJECT_TYPES[t].table for t in self.request.object_types)
+            self.stats.note(
+                f"The events cursor is {days:.0f} days old and Stripe keeps events for 30 days: "
+                f"listing all {types} instead, so changes and deletions in the gap are caught."
+            )
+            return Plan(now, None, self.request.object_types)
+        return Plan(now, events_from, (), first)
+
+
+def parse_start_date(value: str | int | date | None) -> int:
+    """`start_date` as unix seconds: YYYY-MM-DD, an ISO timestamp or unix seconds; 0 if unset."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return int(moment.timestamp())
+    if isinstance(value, date):
+        return int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp())
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        return int(value)
+    try:
+        parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise StripeSourceError(
+            f"start_date {value!r} is not a date: use YYYY-MM-DD, an ISO 8601 timestamp "
+            "or unix seconds."
+        ) from None
+    return parse_start_date(parsed)

@@ -1,0 +1,70 @@
+"""The four verbs of django-stripe style sync actions, per object type.
+
+    from stripe_sync import coupons
+    coupons.sync_all()
+    coupons.sync_by_ids(["SUMMER20"])
+    coupons.sync_batch("coupons.jsonl")       # or a list of dicts (objects or webhook events)
+    coupons.soft_delete("SUMMER20", reason="retired by finance")
+
+Each is a pipeline run followed by the transforms; keyword options go to `Settings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sources.stripe_promotions import SyncRequest
+from sources.stripe_promotions.batch import read_batch_file, validate_batch
+
+from .runner import RunResult, Settings, run_sync
+
+
+class ObjectSync:
+    """The verbs for one object type (`coupon`, `product` or `promotion_code`)."""
+
+    def __init__(self, object_type: str) -> None:
+        self.object_type = object_type
+
+    def __repr__(self) -> str:
+        return f"ObjectSync({self.object_type!r})"
+
+    def sync_all(self, **settings: Any) -> RunResult:
+        """List every object; those no longer listed become soft-deleted."""
+        return run_sync(SyncRequest("full", (self.object_type,)), _settings(settings))
+
+    def sync_by_ids(self, ids: Iterable[str], **settings: Any) -> RunResult:
+        """Retrieve these ids; one Stripe does not know becomes a deletion tombstone."""
+        wanted = tuple(ids)
+        if not wanted:
+            raise ValueError("sync_by_ids needs at least one id")
+        return run_sync(SyncRequest("ids", (self.object_type,), ids=wanted), _settings(settings))
+
+    def sync_batch(
+        self, batch: str | Path | Sequence[Mapping[str, Any]], **settings: Any
+    ) -> RunResult:
+        """Load objects (or saved webhook events) from a list or a JSON/JSONL file, all or none."""
+        items = read_batch_file(batch) if isinstance(batch, str | Path) else list(batch)
+        checked = validate_batch(self.object_type, items)
+        request = SyncRequest("batch", (self.object_type,), items=tuple(checked))
+        return run_sync(request, _settings(settings))
+
+    def soft_delete(
+        self, ids: str | Iterable[str], reason: str | None = None, **settings: Any
+    ) -> RunResult:
+        """Mark ids deleted by hand, without touching Stripe; a later observation clears it."""
+        wanted = (ids,) if isinstance(ids, str) else tuple(ids)
+        if not wanted:
+            raise ValueError("soft_delete needs at least one id")
+        request = SyncRequest("soft_delete", (self.object_type,), ids=wanted, reason=reason)
+        return run_sync(request, _settings(settings))
+
+
+def _settings(options: Mapping[str, Any]) -> Settings:
+    return Settings(**{"progress": False, **options})
+
+
+coupons = ObjectSync("coupon")
+products = ObjectSync("product")
+promotion_codes = ObjectSync("promotion_code")

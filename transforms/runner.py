@@ -1,0 +1,178 @@
+"""Apply the SQL transforms to the pipeline's destination: build every table, then swap.
+
+The SQL is written once, in DuckDB's dialect; sqlglot expands `*` from the raw tables' columns
+(taken from the pipeline's dlt schema, so new Stripe fields flow through) and transpiles it for
+the destination. All tables are rebuilt in one transaction: a failure leaves the old ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dlt
+import sqlglot
+from sqlglot import exp
+from sqlglot.optimizer.qualify import qualify
+
+HERE = Path(__file__).parent
+SCHEMA = "stripe"
+RAW = "stripe_raw"  # the dataset name the SQL is written against
+# Build order: promotion_codes reads stripe.coupons.
+TABLES = {"coupons": "coupon", "products": "product", "promotion_codes": "promotion_code"}
+RAW_TABLES = (*TABLES, "deletions", "full_listings", "sync_runs")
+DIALECTS = {
+    "duckdb": "duckdb",
+    "motherduck": "duckdb",
+    "postgres": "postgres",
+    "snowflake": "snowflake",
+    "bigquery": "bigquery",
+}
+DLT_TYPES = {
+    "text": "TEXT",
+    "bigint": "BIGINT",
+    "double": "DOUBLE",
+    "bool": "BOOLEAN",
+    "json": "JSON",
+    "timestamp": "TIMESTAMPTZ",
+    "date": "DATE",
+    "decimal": "DECIMAL",
+    "wei": "DECIMAL",
+    "binary": "BLOB",
+    "time": "TIME",
+}
+# Columns a change in which does not count as an update in the summary.
+BOOKKEEPING = {"synced_at", "observed_via", "valid", "status", "is_expired", "is_redeemable"}
+
+
+class TransformError(Exception):
+    """The transforms could not run; the previous tables are untouched."""
+
+
+@dataclass
+class TableChanges:
+    """What one rebuild changed in a current-state table."""
+
+    table: str
+    rows: int
+    new: int
+    updated: int
+    deleted: int
+
+
+def dialect_of(pipeline: dlt.Pipeline) -> str:
+    """sqlglot's name for the pipeline's destination."""
+    name = pipeline.destination.destination_name
+    if name not in DIALECTS:
+        raise TransformError(
+            f"No SQL dialect for destination {name!r}: the transforms support "
+            f"{', '.join(sorted(DIALECTS))}."
+        )
+    return DIALECTS[name]
+
+
+def raw_schema(pipeline: dlt.Pipeline) -> dict[str, dict[str, str]]:
+    """Columns of the raw tables (without dlt's own `_dlt_*`), from the dlt schema."""
+    tables: dict[str, Any] = pipeline.default_schema.tables if pipeline.default_schema_name else {}
+    missing = [t for t in RAW_TABLES if t not in tables]
+    if missing:
+        raise TransformError(
+            f"The raw dataset has no {', '.join(missing)} yet: run a load first "
+            "(python pipelines/stripe_pipeline.py)."
+        )
+    return {
+        table: {
+            name: DLT_TYPES.get(str(column.get("data_type")), "TEXT")
+            for name, column in tables[table]["columns"].items()
+            if not name.startswith("_dlt_") and column.get("data_type")
+        }
+        for table in RAW_TABLES
+    }
+
+
+def build_sql(
+    table: str,
+    schema: dict[str, Any],
+    dialect: str,
+    dataset: str,
+    names: dict[str, str] | None = None,
+) -> exp.Query:
+    """One current-state table's SELECT, stars expanded, tables renamed, for `dialect`."""
+    shared = (HERE / "_current_state.sql").read_text()
+    shared = shared.replace("{object_type}", TABLES[table]).replace("{raw_table}", table)
+    text = shared + "\n" + (HERE / f"{table}.sql").read_text()
+    tree = qualify(
+        sqlglot.parse_one(text, read="duckdb", into=exp.Query),
+        schema=schema,
+        dialect="duckdb",
+        expand_stars=True,
+        quote_identifiers=False,
+        validate_qualify_columns=False,
+    )
+    for node in tree.find_all(exp.Table):
+        if node.db == RAW and dataset != RAW:
+            node.set("db", exp.to_identifier(dataset))
+        elif node.db == SCHEMA and names and node.name in names:
+            node.set("this", exp.to_identifier(names[node.name]))
+    assert isinstance(tree, exp.Query)
+    return tree
+
+
+def run_transforms(pipeline: dlt.Pipeline) -> list[TableChanges]:
+    """Rebuild stripe.coupons, stripe.products and stripe.promotion_codes; report changes."""
+    dialect = dialect_of(pipeline)
+    raw = raw_schema(pipeline)
+    dataset = pipeline.dataset_name
+    schema: dict[str, Any] = {RAW: raw}
+    staged = {table: f"{table}__building" for table in TABLES}
+    changes: list[TableChanges] = []
+    with pipeline.sql_client() as client:
+        client.execute_sql(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        existing = _existing_tables(client, dialect)
+        with client.begin_transaction():
+            for table, building in staged.items():
+                tree = build_sql(table, schema, dialect, dataset, staged)
+                schema.setdefault(SCHEMA, {})[table] = {c: "TEXT" for c in tree.named_selects}
+                client.execute_sql(f"DROP TABLE IF EXISTS {SCHEMA}.{building}")
+                client.execute_sql(
+                    f"CREATE TABLE {SCHEMA}.{building} AS {tree.sql(dialect=dialect)}"
+                )
+                changes.append(
+                    _changes(client, table, building, table in existing, tree.named_selects)
+                )
+            for table, building in staged.items():
+                client.execute_sql(f"DROP TABLE IF EXISTS {SCHEMA}.{table}")
+                client.execute_sql(f"ALTER TABLE {SCHEMA}.{building} RENAME TO {table}")
+    return changes
+
+
+def _existing_tables(client: Any, dialect: str) -> set[str]:
+    rows = client.execute_sql(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", SCHEMA
+    )
+    return {str(row[0]) for row in rows or []}
+
+
+def _changes(
+    client: Any, table: str, building: str, existed: bool, columns: list[str]
+) -> TableChanges:
+    """New, updated and newly deleted rows of the rebuilt table against the previous one."""
+    new_table, old_table = f"{SCHEMA}.{building}", f"{SCHEMA}.{table}"
+    rows = client.execute_sql(f"SELECT COUNT(*) FROM {new_table}")[0][0]
+    if not existed:
+        deleted = client.execute_sql(f"SELECT COUNT(*) FROM {new_table} WHERE is_deleted")[0][0]
+        return TableChanges(table, rows, rows, 0, deleted)
+    differs = " OR ".join(f"n.{c} IS DISTINCT FROM o.{c}" for c in columns if c not in BOOKKEEPING)
+    new, updated, deleted = client.execute_sql(
+        f"""
+        SELECT
+            COUNT(CASE WHEN o.id IS NULL THEN 1 END),
+            COUNT(CASE WHEN o.id IS NOT NULL AND NOT (n.is_deleted AND NOT o.is_deleted)
+                       AND ({differs}) THEN 1 END),
+            COUNT(CASE WHEN n.is_deleted AND (o.id IS NULL OR NOT o.is_deleted) THEN 1 END)
+        FROM {new_table} AS n
+        LEFT JOIN {old_table} AS o ON o.id = n.id
+        """
+    )[0]
+    return TableChanges(table, rows, new, updated, deleted)
