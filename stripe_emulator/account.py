@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import random
 import re
@@ -28,9 +29,18 @@ OPERATIONS = ("list", "create", "retrieve", "update", "delete")
 
 def check_api_version(version: str) -> str:
     """Stripe's 400 for a `Stripe-Version` it does not know."""
-    if not VERSION_FORMAT.match(version):
+    if not VERSION_FORMAT.match(version) or not _is_date(version[:10]):
         raise StripeError(400, f"Invalid Stripe API version: {version}", param="Stripe-Version")
     return version
+
+
+def _is_date(text: str) -> bool:
+    """Whether `text` (YYYY-MM-DD) is a real calendar day: no version is dated 2024-13-45."""
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 class Account:
@@ -50,6 +60,8 @@ class Account:
         self._rng = random.Random(0)
         self._seq = itertools.count()
         self._versions: list[tuple[float, str]] = [(float("-inf"), self._default_version)]
+        # Responses by Idempotency-Key (status, body), replayed for a repeated POST.
+        self.idempotency: dict[str, tuple[int, dict[str, Any]]] = {}
         self.coupons = Coupons(self)
         self.products = Products(self)
         self.promotion_codes = PromotionCodes(self)
@@ -113,7 +125,7 @@ class Account:
 
     # -- controls for tests, the demo and benchmarks -----------------------------------------------
     def reset(self) -> None:
-        """Forget every object, event, fault, key rule and clock offset."""
+        """Forget every object, event, fault, key rule, idempotency key and clock offset."""
         with self.lock:
             self.clock.reset()
             self.faults.reset()

@@ -154,7 +154,8 @@ class Collection(Generic[R]):
     def _expansions(self, requested: builtins.list[str], prefix: str = "") -> frozenset[str]:
         found = set()
         for path in requested:
-            field = path[len(prefix) :] if prefix and path.startswith(prefix) else path
+            # In a list every expansion is under `data.`: `expand[]=applies_to` is refused.
+            field = path[len(prefix) :] if path.startswith(prefix) else ""
             if field not in self.expandable:
                 raise StripeError(
                     400, f"This property cannot be expanded ({path}).", param="expand"

@@ -72,7 +72,8 @@ class Events(Collection[EventRecord]):
             created=created,
             seq=self.account.next_seq(),
             type=event_type,
-            api_version=self.account.api_version_at(created),
+            # The version at the moment of the change (`created` is truncated to the second).
+            api_version=self.account.api_version_at(now if at is None else created),
             data=data,
             request_id=ctx.request_id if ctx else None,
             idempotency_key=ctx.idempotency_key if ctx else None,

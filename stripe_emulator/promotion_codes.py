@@ -122,21 +122,19 @@ class PromotionCodes(Collection[PromotionCodeRecord]):
             "code": record.code,
         }
         coupons = self.account.coupons
-        if not promotion_shape(api_version):
+        new_shape = promotion_shape(api_version)
+        if not new_shape:
             body["coupon"] = coupons.render(record.coupon, api_version)
-        body.update(
-            {
-                "created": record.created,
-                "customer": customer,
-                "expires_at": record.expires_at,
-                "livemode": record.livemode,
-                "max_redemptions": record.max_redemptions,
-                "metadata": dict(record.metadata),
-                "restrictions": restrictions,
-                "times_redeemed": record.times_redeemed,
-            }
-        )
-        if promotion_shape(api_version):
+        # Field by field, not `update({...})`: lists render 100 of these per page.
+        body["created"] = record.created
+        body["customer"] = customer
+        body["expires_at"] = record.expires_at
+        body["livemode"] = record.livemode
+        body["max_redemptions"] = record.max_redemptions
+        body["metadata"] = dict(record.metadata)
+        body["restrictions"] = restrictions
+        body["times_redeemed"] = record.times_redeemed
+        if new_shape:
             coupon: Any = record.coupon.id
             if "promotion.coupon" in expand:
                 coupon = coupons.render(record.coupon, api_version)

@@ -7,6 +7,7 @@ seconds; events are recorded only for what happened within Stripe's 30-day reten
 from __future__ import annotations
 
 import bisect
+import itertools
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -196,7 +197,7 @@ def _seed_promotion_codes(
     coupon_times = [c.created for c in coupons]
     for number, created in enumerate(times):
         known = bisect.bisect_right(coupon_times, created)
-        coupon = coupons[rng.randrange(known)] if known else coupons[0]
+        coupon = _redeemable_coupon(coupons, rng.randrange(known) if known else 0, created)
         record = PromotionCodeRecord(
             id=account.new_id("promo_", 24),
             created=max(created, coupon.created),
@@ -221,10 +222,25 @@ def _seed_promotion_codes(
         if rng.random() < 0.4:
             cap = record.max_redemptions or 50
             record.times_redeemed = rng.randint(1, min(cap, 50))
+            if coupon.max_redemptions is not None:  # the coupon counts its codes' redemptions
+                room = max(0, coupon.max_redemptions - coupon.times_redeemed)
+                record.times_redeemed = min(record.times_redeemed, room)
             coupon.times_redeemed += record.times_redeemed
         if rng.random() < 0.12:
             record.active = False
         account.promotion_codes.insert(record)
+
+
+def _redeemable_coupon(coupons: list[CouponRecord], index: int, at: int) -> CouponRecord:
+    """The coupon at `index`, else the nearest one not past `redeem_by` at `at`.
+
+    Stripe refuses a promotion code for a coupon that is no longer valid.
+    """
+    for position in itertools.chain(range(index, -1, -1), range(index + 1, len(coupons))):
+        candidate = coupons[position]
+        if candidate.redeem_by is None or candidate.redeem_by > at:
+            return candidate
+    return coupons[index]
 
 
 def _seed_deletion(

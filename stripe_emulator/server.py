@@ -28,7 +28,6 @@ from .params import decode_form
 
 HOST = "127.0.0.1"
 ACCOUNT = web.AppKey("account", Account)
-IDEMPOTENCY = web.AppKey("idempotency", dict)
 COLLECTIONS = "coupons|products|promotion_codes|events"
 
 
@@ -95,7 +94,10 @@ async def serve_api(request: web.Request, operation: str | None) -> web.StreamRe
     account = request.app[ACCOUNT]
     collection = request.match_info.get("collection")
     route = request.match_info.route.resource
-    account.requests[f"{request.method} {route.canonical if route else request.path}"] += 1
+    template = route.canonical if route else request.path
+    if collection:  # count per kind: `GET /v1/coupons`, not `GET /v1/{collection}`
+        template = template.replace("{collection}", collection)
+    account.requests[f"{request.method} {template}"] += 1
     request_id = "req_" + uuid.uuid4().hex[:14]
     headers = {
         "Request-Id": request_id,
@@ -131,7 +133,7 @@ async def serve_api(request: web.Request, operation: str | None) -> web.StreamRe
                 "https://stripe.com/docs or we can help at https://support.stripe.com/.",
             )
         idempotency_key = request.headers.get("Idempotency-Key") if write else None
-        replay = request.app[IDEMPOTENCY].get(idempotency_key) if idempotency_key else None
+        replay = account.idempotency.get(idempotency_key) if idempotency_key else None
         if replay is not None:
             return json_response(replay[1], replay[0], {**headers, "Idempotent-Replayed": "true"})
         params = await request_params(request)
@@ -146,7 +148,7 @@ async def serve_api(request: web.Request, operation: str | None) -> web.StreamRe
                 raise
             body, status = error.body(), error.status
         if idempotency_key:
-            request.app[IDEMPOTENCY][idempotency_key] = (status, body)
+            account.idempotency[idempotency_key] = (status, body)
         return json_response(body, status, headers)
     except StripeError as error:
         return json_response(error.body(), error.status, headers)
@@ -229,8 +231,10 @@ def make_control_handler(control: Control) -> Callable[[web.Request], Awaitable[
     """Wrap a control: JSON body in, JSON out, errors as 400 with a message."""
 
     async def handle(request: web.Request) -> web.Response:
-        body = await request.json() if request.can_read_body else {}
         try:
+            body = await request.json() if request.can_read_body else {}
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
             return json_response(control(request.app[ACCOUNT], body, dict(request.match_info)))
         except StripeError as error:
             return json_response(error.body(), error.status)
@@ -244,11 +248,11 @@ def build_app(account: Account) -> web.Application:
     """The aiohttp application serving `account`."""
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[ACCOUNT] = account
-    app[IDEMPOTENCY] = {}
     for endpoint in ENDPOINTS:
         app.router.add_route(endpoint.method, endpoint.path, make_api_handler(endpoint))
     for method, path, control in CONTROLS:
         app.router.add_route(method, path, make_control_handler(control))
+    app.router.add_route("*", "/v1", unrecognized)
     app.router.add_route("*", "/v1/{tail:.*}", unrecognized)
     return app
 

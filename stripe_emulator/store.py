@@ -10,7 +10,11 @@ from sortedcontainers import SortedList
 
 from .errors import StripeError, invalid, missing
 
-Key = tuple[int, int]  # (created, insertion sequence): newest first means descending keys
+# (created, insertion sequence, id): newest first means descending keys. The id rides in the
+# key so a page is read straight off the sorted list; bounds are (created, +-inf) pairs, which
+# compare before the id is ever reached.
+Key = tuple[int, int, str]
+Bound = tuple[Any, ...]  # a (created, +-inf) pair, or a cursor's key
 
 
 class OrderedIndex:
@@ -19,7 +23,6 @@ class OrderedIndex:
     def __init__(self) -> None:
         self._keys: Any = SortedList()
         self._key_of: dict[str, Key] = {}
-        self._id_of: dict[Key, str] = {}
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -29,21 +32,18 @@ class OrderedIndex:
 
     def add(self, object_id: str, created: int, seq: int) -> None:
         """Index an object; its key never changes, since `created` is immutable."""
-        key = (created, seq)
+        key = (created, seq, object_id)
         self._keys.add(key)
         self._key_of[object_id] = key
-        self._id_of[key] = object_id
 
     def remove(self, object_id: str) -> None:
         """Drop a deleted object from every list."""
-        key = self._key_of.pop(object_id)
-        self._keys.remove(key)
-        del self._id_of[key]
+        self._keys.remove(self._key_of.pop(object_id))
 
     def oldest_first(self) -> Iterator[str]:
         """Ids from the oldest; used to expire events."""
         for key in self._keys:
-            yield self._id_of[key]
+            yield key[2]
 
     def page(
         self,
@@ -61,8 +61,8 @@ class OrderedIndex:
                 "You may only specify one of these parameters: ending_before, starting_after.",
                 "ending_before",
             )
-        low: tuple[float, float] = (float("-inf"), float("-inf"))
-        high: tuple[float, float] = (float("inf"), float("inf"))
+        low: Bound = (float("-inf"), float("-inf"))
+        high: Bound = (float("inf"), float("inf"))
         if "gte" in created:
             low = max(low, (created["gte"], float("-inf")))
         if "gt" in created:
@@ -71,16 +71,19 @@ class OrderedIndex:
             high = min(high, (created["lte"], float("inf")))
         if "lt" in created:
             high = min(high, (created["lt"] - 1, float("inf")))
+        skip: Key | None = None
         if ending_before:
-            cursor = self._cursor(kind, ending_before, "ending_before")
-            walk = self._walk(max(low, cursor), high, ascending=True, accept=accept, skip=cursor)
+            skip = self._cursor(kind, ending_before, "ending_before")
+            low = max(low, skip)
+        elif starting_after:
+            skip = self._cursor(kind, starting_after, "starting_after")
+            high = min(high, skip)
+        ascending = bool(ending_before)
+        if accept is None:
+            ids = self._take(low, high, ascending=ascending, skip=skip, count=limit + 1)
         else:
-            if starting_after:
-                cursor = self._cursor(kind, starting_after, "starting_after")
-                high = min(high, cursor)
-            skip = self._key_of[starting_after] if starting_after else None
-            walk = self._walk(low, high, ascending=False, accept=accept, skip=skip)
-        ids = list(islice(walk, limit + 1))
+            walk = self._walk(low, high, ascending=ascending, accept=accept, skip=skip)
+            ids = list(islice(walk, limit + 1))
         has_more = len(ids) > limit
         page = ids[:limit]
         return (list(reversed(page)) if ending_before else page), has_more
@@ -91,10 +94,30 @@ class OrderedIndex:
             raise missing(kind, object_id, param)
         return key
 
+    def _take(
+        self,
+        low: Bound,
+        high: Bound,
+        *,
+        ascending: bool,
+        skip: Key | None,
+        count: int,
+    ) -> list[str]:
+        """The first `count` ids between the bounds when no filter applies: a slice, no loop.
+
+        The cursor sits on a bound, so one key more than asked covers its being skipped.
+        """
+        if low > high:
+            return []
+        keys = list(islice(self._keys.irange(low, high, reverse=not ascending), count + 1))
+        if skip is not None and skip in keys:
+            keys.remove(skip)
+        return [key[2] for key in keys[:count]]
+
     def _walk(
         self,
-        low: tuple[float, float],
-        high: tuple[float, float],
+        low: Bound,
+        high: Bound,
         *,
         ascending: bool,
         accept: Callable[[str], bool] | None,
@@ -106,7 +129,7 @@ class OrderedIndex:
         for key in self._keys.irange(low, high, reverse=not ascending):
             if key == skip:
                 continue
-            object_id = self._id_of[key]
+            object_id = key[2]
             if accept is None or accept(object_id):
                 yield object_id
 

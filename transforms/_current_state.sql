@@ -31,10 +31,10 @@ tombstones AS (
 
 last_listing AS (
     -- The newest complete listing of every object: one last seen before it started is gone.
-    SELECT started_at, created_from
+    SELECT started_at, started_order, created_from
     FROM stripe_raw.full_listings
     WHERE object_type = '{object_type}'
-    ORDER BY started_at DESC
+    ORDER BY started_at DESC, started_order DESC
     LIMIT 1
 ),
 
@@ -54,7 +54,11 @@ verdicts AS (
             OR (t._observed_at = o._observed_at AND t._observed_order >= o._observed_order)
         ) AS tombstone_wins,
         COALESCE(
-            l.started_at > o._observed_at AND o.created >= l.created_from, FALSE
+            o.created >= l.created_from AND (
+                l.started_at > o._observed_at
+                OR (l.started_at = o._observed_at AND l.started_order > o._observed_order)
+            ),
+            FALSE
         ) AS missing_from_listing,
         t.deleted_at AS tombstone_deleted_at,
         t.source AS tombstone_source,

@@ -103,7 +103,7 @@ def build_sql(
     shared = shared.replace("{object_type}", TABLES[table]).replace("{raw_table}", table)
     text = shared + "\n" + (HERE / f"{table}.sql").read_text()
     tree = qualify(
-        sqlglot.parse_one(text, read="duckdb", into=exp.Query),
+        sqlglot.parse_one(text, read="duckdb"),
         schema=schema,
         dialect="duckdb",
         expand_stars=True,

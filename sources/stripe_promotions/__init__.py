@@ -28,6 +28,7 @@ from .client import (
     StripePermissionError,
     StripeSourceError,
     StripeUnreachableError,
+    now_ms,
 )
 from .observations import EventBatch, plain_table, table_hints, tombstone
 from .rows import CURRENT, Observation, canonical, object_table_hints, to_table
@@ -163,7 +164,7 @@ def full_listing(
         for object_type in types:
             if object_type.name not in plan.relist:
                 continue
-            started = api.server_time or plan.now
+            started, started_order = api.server_time or plan.now, now_ms()
             listed = 0
             pages = api.list_pages(object_type.path, low=start, params=list_params(object_type))
             tables = observed_tables(object_type, pages, "full_listing", api.api_version, stats)
@@ -174,6 +175,7 @@ def full_listing(
                 "listing_id": uuid.uuid4().hex,
                 "object_type": object_type.name,
                 "started_at": started,
+                "started_order": started_order,
                 "completed_at": api.server_time,
                 "created_from": start,
                 "objects": listed,
@@ -243,7 +245,7 @@ def by_ids(
         if found:
             rows = [canonical(object_type.name, obj) for obj, _ in found]
             seen = [
-                Observation(p.server_time, "retrieve", api_version=api.api_version)
+                Observation(p.server_time, "retrieve", CURRENT, p.received_ms, api.api_version)
                 for _, p in found
             ]
             stats.rows[f"{object_type.table}/retrieve"] += len(rows)
@@ -257,7 +259,10 @@ def by_ids(
                     deleted_at=page.server_time,
                     source="not_found",
                     observation=Observation(
-                        page.server_time, "retrieve", f"not_found:{page.server_time}", 1
+                        page.server_time,
+                        "retrieve",
+                        f"not_found:{page.server_time}",
+                        page.received_ms,
                     ),
                     reason="Stripe answered 404 (resource_missing)",
                 )
@@ -290,14 +295,14 @@ def batch(
                         str(item["id"]),
                         deleted_at=now,
                         source="batch",
-                        observation=Observation(now, "batch", f"batch:{now}", 1),
+                        observation=Observation(now, "batch", f"batch:{now}", now_ms()),
                     )
                 )
             else:
                 # A bare object counts as observed now; a product carries its own `updated`.
                 observed = int(item.get("updated") or now)
                 rows.append(canonical(object_type.name, item))
-                seen.append(Observation(observed, "batch", f"batch:{observed}"))
+                seen.append(Observation(observed, "batch", f"batch:{observed}", now_ms()))
         if rows:
             yield routed(to_table(object_type.name, rows, seen), object_type.table)
         for table_name, table in changes.tables():
@@ -324,7 +329,7 @@ def soft_delete(
                 object_id,
                 deleted_at=now,
                 source="manual",
-                observation=Observation(now, "manual", f"manual:{now}", 1),
+                observation=Observation(now, "manual", f"manual:{now}", now_ms()),
                 reason=reason or "soft delete",
             )
             for object_id in dict.fromkeys(ids)
@@ -360,7 +365,7 @@ def observed_tables(
     seen: list[Observation] = []
     counter = f"{object_type.table}/{via}"
     for page in pages:
-        observation = Observation(page.server_time, via, CURRENT, 0, version)
+        observation = Observation(page.server_time, via, CURRENT, page.received_ms, version)
         for obj in page.objects:
             rows.append(canonical(object_type.name, obj))
             seen.append(observation)

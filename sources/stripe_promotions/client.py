@@ -54,6 +54,11 @@ class StripeApiError(StripeSourceError):
     """Any other error answer, including retries exhausted on 429 or 5xx."""
 
 
+def now_ms() -> int:
+    """The local clock in milliseconds: orders observations made within one Stripe second."""
+    return time.time_ns() // 1_000_000
+
+
 def redact_key(key: str) -> str:
     """A key as safe to print: `sk_test_…wxyz`."""
     prefix = key[:8] if KEY_FORMAT.match(key) else ""
@@ -130,6 +135,7 @@ class Page:
     objects: list[dict[str, Any]]
     has_more: bool
     server_time: int
+    received_ms: int = field(default_factory=lambda: now_ms())
 
 
 @dataclass

@@ -47,6 +47,7 @@ LISTING_COLUMNS: Final = {
     "listing_id": TEXT,
     "object_type": TEXT,
     "started_at": BIGINT,  # Stripe's clock before the first page: older observations are gone
+    "started_order": BIGINT,  # local ms at the start, for observations in the same second
     "completed_at": BIGINT,
     "created_from": BIGINT,  # only objects created at or after this were listed
     "objects": BIGINT,

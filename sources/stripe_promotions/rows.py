@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
 import pyarrow as pa
+from dlt.common.data_types.typing import TDataType
+from dlt.common.schema.typing import TColumnSchema
 
 TEXT, BIGINT, DOUBLE, BOOL, JSON = "text", "bigint", "double", "bool", "json"
 ARROW_TYPES: Final = {
@@ -178,12 +180,15 @@ def _inferred(values: list[Any]) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 
 
-def column_hints(columns: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+def column_hints(columns: Mapping[str, str]) -> dict[str, TColumnSchema]:
     """dlt column hints declaring each column's type (never guessed from the first row)."""
-    return {name: {"data_type": kind, "nullable": name != "id"} for name, kind in columns.items()}
+    return {
+        name: {"data_type": cast(TDataType, kind), "nullable": name != "id"}
+        for name, kind in columns.items()
+    }
 
 
-def object_table_hints(object_type: str) -> dict[str, dict[str, Any]]:
+def object_table_hints(object_type: str) -> dict[str, TColumnSchema]:
     """Column hints for an object table: the object's fields and the observation columns."""
     hints = column_hints({**OBJECT_COLUMNS[object_type], **OBSERVATION_COLUMNS})
     hints["_observed_at"]["dedup_sort"] = "desc"

@@ -1,0 +1,39 @@
+"""Helpers the tests share (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from stripe_sync import RunResult, Settings, SyncRequest, make_pipeline, run_sync
+
+TEST_KEY = "sk_test_emulatorKey0123456789"
+
+
+def as_json(value: Any) -> Any:
+    """A JSON column's value: DuckDB hands back text, PostgreSQL a parsed value."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@dataclass
+class Warehouse:
+    """Where a test loads: the settings for runs, and reads of the resulting tables."""
+
+    name: str
+    settings: Settings
+
+    def run(self, request: SyncRequest | None = None, **changes: Any) -> RunResult:
+        """One pipeline run (and the transforms) with these settings."""
+        return run_sync(request or SyncRequest(), replace(self.settings, **changes))
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        """Rows of a query against the destination, as dicts."""
+        client = make_pipeline(self.settings).sql_client()
+        with client, client.execute_query(sql) as cursor:
+            names = [c[0] for c in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def current(self, table: str) -> dict[str, dict[str, Any]]:
+        """A current-state table by id."""
+        return {row["id"]: row for row in self.rows(f"SELECT * FROM stripe.{table}")}
