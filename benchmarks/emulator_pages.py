@@ -21,7 +21,8 @@ free to use any core, and once with the server pinned to one core (`sched_setaff
 this process kept off that core, since the target (500 pages/s, limit 100) is per core.
 The table gives the startup-and-seed time, pages/s, objects/s, p50/p95 latency as seen by
 the client, the server's CPU share over the window (user + system time / wall time, from
-psutil; 100% is one core busy) and its resident memory. The client's own CPU share is shown
+psutil; 100% is one core busy), the pages served per second of server CPU time (what one
+fully busy core would serve, whatever else the machine was doing) and its resident memory. The client's own CPU share is shown
 too: if it nears 100% the client, not the server, is the limit. "Other CPU" is whatever
 else the machine did meanwhile (other processes, the kernel's share of loopback traffic);
 well above zero means the figures were taken on a busy machine.
@@ -243,6 +244,7 @@ def row(codes: int, seeded: float, window: Window) -> tuple[Any, ...]:
         f"{p50:.1f}",
         f"{p95:.1f}",
         f"{window.server_cpu:.0%}",
+        f"{window.pages / window.seconds / window.server_cpu:,.0f}" if window.server_cpu else "-",
         f"{window.client_cpu:.0%}",
         f"{window.other_cpu:.0%}",
         f"{window.server_rss / 2**20:,.0f}",
@@ -259,6 +261,7 @@ HEADER = (
     "p50 ms",
     "p95 ms",
     "server CPU",
+    "pages per server CPU-s",
     "client CPU",
     "other CPU",
     "server RSS MiB",

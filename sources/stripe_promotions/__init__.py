@@ -32,7 +32,7 @@ from .client import (
 )
 from .observations import EventBatch, plain_table, table_hints, tombstone
 from .rows import CURRENT, Observation, canonical, object_table_hints, to_table
-from .run import Plan, Planner, RunStats, SyncRequest, parse_start_date
+from .run import Connector, Plan, Planner, RunStats, SyncRequest, parse_start_date
 from .settings import (
     API_VERSION,
     DEFAULT_API_BASE,
@@ -79,27 +79,29 @@ def stripe_source(
     if request is None:
         request = SyncRequest(object_types=tuple(object_types or OBJECT_TYPES))
     stats = stats or RunStats()
-    api = StripeApi(
-        api_key or os.environ.get("STRIPE_API_KEY", ""),
-        api_base,
-        api_version=api_version,
-        max_requests_per_second=max_requests_per_second,
-        page_size=page_size,
+    connect = Connector(
+        lambda: StripeApi(
+            api_key or os.environ.get("STRIPE_API_KEY", ""),
+            api_base,
+            api_version=api_version,
+            max_requests_per_second=max_requests_per_second,
+            page_size=page_size,
+        ),
+        stats,
     )
-    stats.api = api
     start = parse_start_date(start_date)
     types = [OBJECT_TYPES[name] for name in request.object_types]
-    planner = Planner(api, request, event_lag_seconds, [t.event_types for t in types], stats)
+    planner = Planner(connect, request, event_lag_seconds, [t.event_types for t in types], stats)
     if request.mode == "incremental":
         resources = [
-            *(new_objects(api, planner, t, start, stats) for t in types),
-            full_listing(api, planner, types, start, stats),
-            events(api, planner, event_lag_seconds, stats),
+            *(new_objects(connect, planner, t, start, stats) for t in types),
+            full_listing(connect, planner, types, start, stats),
+            events(connect, planner, event_lag_seconds, stats),
         ]
     elif request.mode == "full":
-        resources = [full_listing(api, planner, types, start, stats)]
+        resources = [full_listing(connect, planner, types, start, stats)]
     elif request.mode == "ids":
-        resources = [by_ids(api, types[0], request.ids, stats)]
+        resources = [by_ids(connect, types[0], request.ids, stats)]
     elif request.mode == "batch":
         resources = [batch(types[0], request.items, stats)]
     else:
@@ -127,7 +129,7 @@ def raw_tables() -> DltResource:
 
 # -- new objects: incremental on `created` --------------------------------------------------------
 def new_objects(
-    api: StripeApi, planner: Planner, object_type: ObjectType, start: int, stats: RunStats
+    connect: Connector, planner: Planner, object_type: ObjectType, start: int, stats: RunStats
 ) -> DltResource:
     """Objects created since the last run: `created[gte]` the cursor, boundary ids dropped."""
 
@@ -144,6 +146,7 @@ def new_objects(
         ),
     ) -> Iterator[pa.Table]:
         planner.plan(events_state())  # Stripe's clock is read before any listing starts
+        api = connect()
         pages = api.list_pages(
             object_type.path, low=created.start_value, params=list_params(object_type)
         )
@@ -154,13 +157,14 @@ def new_objects(
 
 # -- full listing: sync all, or events past retention ---------------------------------------------
 def full_listing(
-    api: StripeApi, planner: Planner, types: Sequence[ObjectType], start: int, stats: RunStats
+    connect: Connector, planner: Planner, types: Sequence[ObjectType], start: int, stats: RunStats
 ) -> DltResource:
     """Every object of the planned types, then a marker: objects not listed were deleted."""
 
     @dlt.resource(name="full_listing", parallelized=True)
     def listing() -> Iterator[Any]:
         plan = planner.plan(events_state())
+        api = connect()
         for object_type in types:
             if object_type.name not in plan.relist:
                 continue
@@ -187,7 +191,7 @@ def full_listing(
 
 
 # -- events: updates and deletions ----------------------------------------------------------------
-def events(api: StripeApi, planner: Planner, lag: int, stats: RunStats) -> DltResource:
+def events(connect: Connector, planner: Planner, lag: int, stats: RunStats) -> DltResource:
     """Events since the cursor (re-reading `lag` seconds behind it), each applied once."""
 
     @dlt.resource(name="events", parallelized=True)
@@ -207,7 +211,9 @@ def events(api: StripeApi, planner: Planner, lag: int, stats: RunStats) -> DltRe
         changes = EventBatch("event")
         position = 0
         params = {"types": planner.event_types}
-        pages = api.list_pages(EVENTS_PATH, params=params, parallel=False, first=plan.first_events)
+        pages = connect().list_pages(
+            EVENTS_PATH, params=params, parallel=False, first=plan.first_events
+        )
         for page in pages:
             for event in page.objects:
                 position += 1
@@ -230,13 +236,14 @@ def events(api: StripeApi, planner: Planner, lag: int, stats: RunStats) -> DltRe
 
 # -- the verbs: by ids, a batch, soft delete ------------------------------------------------------
 def by_ids(
-    api: StripeApi, object_type: ObjectType, ids: Sequence[str], stats: RunStats
+    connect: Connector, object_type: ObjectType, ids: Sequence[str], stats: RunStats
 ) -> DltResource:
     """Retrieve each id; one Stripe answers 404 for becomes a deletion tombstone."""
 
     @dlt.resource(name=f"{object_type.table}_by_id")
     def retrieve() -> Iterator[Any]:
         unique = list(dict.fromkeys(ids))
+        api = connect()
         with ThreadPoolExecutor(max_workers=api.max_workers) as pool:
             pages = list(
                 pool.map(lambda i: api.retrieve(object_type.path, i, object_type.expand), unique)

@@ -6,7 +6,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -67,18 +67,36 @@ class Plan:
     first_events: tuple[Page, Window | None] | None = None  # the request that read the clock
 
 
+class Connector:
+    """The run's Stripe client, made on first use: building the source needs no key yet
+    (an orchestrator may load definitions where the key is not set)."""
+
+    def __init__(self, factory: Callable[[], StripeApi], stats: RunStats) -> None:
+        self._factory = factory
+        self._stats = stats
+        self._api: StripeApi | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> StripeApi:
+        with self._lock:
+            if self._api is None:
+                self._api = self._factory()
+                self._stats.api = self._api
+            return self._api
+
+
 class Planner:
     """Makes the plan on first use: one cheap events request gives Stripe's clock."""
 
     def __init__(
         self,
-        api: StripeApi,
+        connect: Connector,
         request: SyncRequest,
         lag: int,
         event_types: list[str],
         stats: RunStats,
     ) -> None:
-        self.api, self.request, self.lag, self.stats = api, request, lag, stats
+        self.connect, self.request, self.lag, self.stats = connect, request, lag, stats
         self.event_types = event_types
         self._plan: Plan | None = None
         self._lock = threading.Lock()
@@ -91,16 +109,15 @@ class Planner:
             return self._plan
 
     def _make(self, events_state: Mapping[str, Any]) -> Plan:
+        api = self.connect()
         cursor = events_state.get("cursor")
         if cursor is not None and self.request.mode == "incremental":
             # The first events page doubles as the clock reading: a quiet run costs 4 requests.
             events_from = max(0, int(cursor) - self.lag)
-            first = self.api.first_page(
-                EVENTS_PATH, low=events_from, params={"types": self.event_types}
-            )
+            first = api.first_page(EVENTS_PATH, low=events_from, params={"types": self.event_types})
             now = first[0].server_time
         else:
-            found = self.api.get(EVENTS_PATH, {"limit": 1}, what="events")
+            found = api.get(EVENTS_PATH, {"limit": 1}, what="events")
             now, first = (found[1] if found else int(time.time())), None
         if self.request.mode == "full":
             return Plan(now, None, self.request.object_types)
