@@ -1,24 +1,32 @@
-# Two entry points: `make demo` (set up, then run the demo against the emulator) and
-# `make test` (set up, then lint, type-check and run every test). Both create .venv first.
+# Two entry points: `make demo` (set up, then run the demo against the bundled Stripe emulator)
+# and `make test` (set up, then lint, type-check and run every test). Both create .venv first;
+# the demo needs only the pipeline's own dependencies, the tests everything.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-READY := $(VENV)/.ready
+CORE := $(VENV)/.ready-core
+ALL := $(VENV)/.ready-all
 
 .PHONY: demo test lint setup clean
 
-setup: $(READY)
+setup: $(ALL)
 
-$(READY): pyproject.toml
+$(CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(READY)
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(CORE)
 
-demo: $(READY)
+$(ALL): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,orchestration,notebooks]'
+	touch $(ALL) $(CORE)
+
+demo: $(CORE)
 	$(BIN)/python pipelines/stripe_pipeline.py demo
 
-lint: $(READY)
+lint: $(ALL)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

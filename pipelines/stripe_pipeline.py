@@ -10,8 +10,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from rich.console import Console
-
 from sources.stripe_promotions import StripeSourceError, SyncRequest
 from sources.stripe_promotions.batch import read_batch_file, validate_batch
 from stripe_sync import RunError, Settings, run_sync, run_transforms_only, summary
@@ -92,12 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(summary(run_sync(request_for(args), settings)))
     except (RunError, StripeSourceError) as error:
-        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
+        print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        Console(stderr=True).print(
-            "[bold yellow]interrupted:[/] nothing half-loaded: what was extracted is kept and "
-            "the next run loads it first, then continues from the last committed cursors."
+        print(
+            "interrupted: nothing is half-loaded. What was extracted is kept, and the next run "
+            "loads it first, then continues from the last committed cursors.",
+            file=sys.stderr,
         )
         return 130
     return 0

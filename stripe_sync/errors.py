@@ -38,11 +38,14 @@ def explain(error: BaseException, *, destination: str, duckdb_file: str | None) 
         text = str(cause)
         if "Could not set lock on file" in text or "Conflicting lock" in text:
             where = duckdb_file or "the DuckDB file"
+            holder = re.search(r"\(PID (\d+)\)", text)
             return (
-                f"{where} is open in another process (a notebook or a DuckDB shell holding a "
-                "read-write connection): DuckDB lets only one process write. Close that "
-                "connection, or open the file read-only (duckdb.connect(path, read_only=True)), "
-                "then run again."
+                f"{where} is open in another process"
+                + (f" (PID {holder.group(1)})" if holder else "")
+                + ": a notebook, a DuckDB shell or another pipeline run. DuckDB lets only one "
+                "process write, and only while no other process has the file open, even "
+                "read-only. Close that connection, then run again: nothing is lost, the next "
+                "run loads what this one extracted."
             )
         if isinstance(cause, UnknownDestinationModule):
             return (

@@ -43,6 +43,7 @@ class Settings:
     duckdb_file: str | None = None
     progress: bool = True
     source_options: dict[str, Any] = field(default_factory=dict)
+    transforms_dir: Path | None = None  # another folder of transform SQL (default: transforms/)
 
 
 @dataclass
@@ -112,7 +113,7 @@ def run_sync(request: SyncRequest, settings: Settings | None = None) -> RunResul
             with progress.step("loading"):
                 pipeline.load()
             with progress.step("transforming"):
-                tables = run_transforms(pipeline)
+                tables = transform(pipeline, settings)
     except Exception as error:
         raise RunError(
             explain(
@@ -139,7 +140,7 @@ def run_transforms_only(settings: Settings | None = None) -> list[TableChanges]:
     pipeline: dlt.Pipeline | None = None
     try:
         pipeline = make_pipeline(settings)
-        return run_transforms(pipeline)
+        return transform(pipeline, settings)
     except Exception as error:
         raise RunError(
             explain(
@@ -148,6 +149,13 @@ def run_transforms_only(settings: Settings | None = None) -> list[TableChanges]:
                 duckdb_file=duckdb_path(pipeline, settings) if pipeline else None,
             )
         ) from error
+
+
+def transform(pipeline: dlt.Pipeline, settings: Settings) -> list[TableChanges]:
+    """The SQL transforms, from the configured folder."""
+    if settings.transforms_dir is None:
+        return run_transforms(pipeline)
+    return run_transforms(pipeline, settings.transforms_dir)
 
 
 def finish_interrupted_run(pipeline: dlt.Pipeline, progress: Progress, notes: list[str]) -> bool:

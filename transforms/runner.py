@@ -97,11 +97,12 @@ def build_sql(
     dialect: str,
     dataset: str,
     names: dict[str, str] | None = None,
+    sql_dir: Path = HERE,
 ) -> exp.Query:
     """One current-state table's SELECT, stars expanded, tables renamed, for `dialect`."""
-    shared = (HERE / "_current_state.sql").read_text()
+    shared = (sql_dir / "_current_state.sql").read_text()
     shared = shared.replace("{object_type}", TABLES[table]).replace("{raw_table}", table)
-    text = shared + "\n" + (HERE / f"{table}.sql").read_text()
+    text = shared + "\n" + (sql_dir / f"{table}.sql").read_text()
     tree = qualify(
         sqlglot.parse_one(text, read="duckdb"),
         schema=schema,
@@ -119,8 +120,11 @@ def build_sql(
     return tree
 
 
-def run_transforms(pipeline: dlt.Pipeline) -> list[TableChanges]:
-    """Rebuild stripe.coupons, stripe.products and stripe.promotion_codes; report changes."""
+def run_transforms(pipeline: dlt.Pipeline, sql_dir: Path = HERE) -> list[TableChanges]:
+    """Rebuild stripe.coupons, stripe.products and stripe.promotion_codes; report changes.
+
+    `sql_dir` holds the SQL files (this folder by default; tests point it at altered copies).
+    """
     dialect = dialect_of(pipeline)
     raw = raw_schema(pipeline)
     dataset = pipeline.dataset_name
@@ -132,7 +136,7 @@ def run_transforms(pipeline: dlt.Pipeline) -> list[TableChanges]:
         existing = _existing_tables(client, dialect)
         with client.begin_transaction():
             for table, building in staged.items():
-                tree = build_sql(table, schema, dialect, dataset, staged)
+                tree = build_sql(table, schema, dialect, dataset, staged, sql_dir)
                 schema.setdefault(SCHEMA, {})[table] = {c: "TEXT" for c in tree.named_selects}
                 client.execute_sql(f"DROP TABLE IF EXISTS {SCHEMA}.{building}")
                 client.execute_sql(

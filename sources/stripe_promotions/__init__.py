@@ -31,14 +31,15 @@ from .client import (
     now_ms,
 )
 from .observations import EventBatch, plain_table, table_hints, tombstone
-from .rows import CURRENT, Observation, canonical, object_table_hints, to_table
+from .rows import Observation, canonical, object_table_hints, to_table
 from .run import Connector, Plan, Planner, RunStats, SyncRequest, parse_start_date
 from .settings import (
     API_VERSION,
     DEFAULT_API_BASE,
     EVENT_LAG_SECONDS,
-    EVENT_ORDER_BASE,
+    EVENT_POSITIONS,
     EVENTS_PATH,
+    MAX_ATTEMPTS,
     OBJECT_TYPES,
     PAGE_SIZE,
     ROWS_PER_TABLE,
@@ -68,6 +69,7 @@ def stripe_source(
     max_requests_per_second: float | None = None,
     object_types: list[str] | None = None,
     event_lag_seconds: int = EVENT_LAG_SECONDS,
+    max_attempts: int = MAX_ATTEMPTS,
     request: SyncRequest | None = None,
     stats: RunStats | None = None,
 ) -> list[DltResource]:
@@ -85,6 +87,7 @@ def stripe_source(
             api_base,
             api_version=api_version,
             max_requests_per_second=max_requests_per_second,
+            max_attempts=max_attempts,
             page_size=page_size,
         ),
         stats,
@@ -145,7 +148,7 @@ def new_objects(
             "created", initial_value=start
         ),
     ) -> Iterator[pa.Table]:
-        planner.plan(events_state())  # Stripe's clock is read before any listing starts
+        plan_run(planner)  # Stripe's clock is read before any listing starts
         api = connect()
         pages = api.list_pages(
             object_type.path, low=created.start_value, params=list_params(object_type)
@@ -163,7 +166,7 @@ def full_listing(
 
     @dlt.resource(name="full_listing", parallelized=True)
     def listing() -> Iterator[Any]:
-        plan = planner.plan(events_state())
+        plan = plan_run(planner)
         api = connect()
         for object_type in types:
             if object_type.name not in plan.relist:
@@ -197,8 +200,7 @@ def events(connect: Connector, planner: Planner, lag: int, stats: RunStats) -> D
     @dlt.resource(name="events", parallelized=True)
     def changes() -> Iterator[Any]:
         state = events_state()
-        plan = planner.plan(state)
-        state["clock_offset"] = plan.now - int(time.time())
+        plan = plan_run(planner)
         if plan.events_from is None:
             # First run or past retention: the listings cover everything until now.
             state["cursor"], state["seen"] = plan.now, []
@@ -209,6 +211,7 @@ def events(connect: Connector, planner: Planner, lag: int, stats: RunStats) -> D
         newest = cursor
         recent: list[tuple[int, str]] = []
         changes = EventBatch("event")
+        run_order = now_ms() * EVENT_POSITIONS
         position = 0
         params = {"types": planner.event_types}
         pages = connect().list_pages(
@@ -220,12 +223,21 @@ def events(connect: Connector, planner: Planner, lag: int, stats: RunStats) -> D
                 recent.append((int(event["created"]), str(event["id"])))
                 if event["id"] in seen:
                     continue
-                changes.add(event, order=EVENT_ORDER_BASE - position)
+                # Stripe lists newest first: an earlier position is a newer event.
+                changes.add(
+                    event, order=run_order + EVENT_POSITIONS - min(position, EVENT_POSITIONS)
+                )
                 newest = max(newest, int(event["created"]))
         stats.changes.update(changes.counts)
         for table_name, table in changes.tables():
             stats.rows[f"{table_name}/event"] += table.num_rows
             yield routed(table, table_name)
+        # Events omit fields Stripe includes only on request (a coupon's applies_to and
+        # currency_options): read the changed objects again with them.
+        for object_type in OBJECT_TYPES.values():
+            changed = changes.changed_ids(object_type.name)
+            if object_type.expand and changed:
+                yield from retrieved(connect(), object_type, changed, stats)
         new_cursor = max(newest, plan.now - lag)
         state["cursor"] = new_cursor
         state["seen"] = sorted(i for created, i in recent if created >= new_cursor - lag)
@@ -242,43 +254,43 @@ def by_ids(
 
     @dlt.resource(name=f"{object_type.table}_by_id")
     def retrieve() -> Iterator[Any]:
-        unique = list(dict.fromkeys(ids))
-        api = connect()
-        with ThreadPoolExecutor(max_workers=api.max_workers) as pool:
-            pages = list(
-                pool.map(lambda i: api.retrieve(object_type.path, i, object_type.expand), unique)
-            )
-        found = [(p.objects[0], p) for p in pages if p.objects]
-        if found:
-            rows = [canonical(object_type.name, obj) for obj, _ in found]
-            seen = [
-                Observation(p.server_time, "retrieve", CURRENT, p.received_ms, api.api_version)
-                for _, p in found
-            ]
-            stats.rows[f"{object_type.table}/retrieve"] += len(rows)
-            yield routed(to_table(object_type.name, rows, seen), object_type.table)
-        missing = [(i, p) for i, p in zip(unique, pages, strict=True) if not p.objects]
-        if missing:
-            stones = [
-                tombstone(
-                    object_type.name,
-                    object_id,
-                    deleted_at=page.server_time,
-                    source="not_found",
-                    observation=Observation(
-                        page.server_time,
-                        "retrieve",
-                        f"not_found:{page.server_time}",
-                        page.received_ms,
-                    ),
-                    reason="Stripe answered 404 (resource_missing)",
-                )
-                for object_id, page in missing
-            ]
-            stats.changes[(object_type.name, "not_found")] += len(stones)
-            yield with_table("deletions", stones)
+        yield from retrieved(connect(), object_type, list(dict.fromkeys(ids)), stats)
 
     return retrieve
+
+
+def retrieved(
+    api: StripeApi, object_type: ObjectType, ids: Sequence[str], stats: RunStats
+) -> Iterator[Any]:
+    """Objects read by id (in parallel): their rows, and tombstones for ids Stripe lacks."""
+    with ThreadPoolExecutor(max_workers=api.max_workers) as pool:
+        pages = list(pool.map(lambda i: api.retrieve(object_type.path, i, object_type.expand), ids))
+    found = [(p.objects[0], p) for p in pages if p.objects]
+    if found:
+        rows = [canonical(object_type.name, obj) for obj, _ in found]
+        seen = [
+            Observation(p.server_time, "retrieve", "retrieve", p.received_ms, api.api_version)
+            for _, p in found
+        ]
+        stats.rows[f"{object_type.table}/retrieve"] += len(rows)
+        yield routed(to_table(object_type.name, rows, seen), object_type.table)
+    missing = [(i, p) for i, p in zip(ids, pages, strict=True) if not p.objects]
+    if missing:
+        stones = [
+            tombstone(
+                object_type.name,
+                object_id,
+                deleted_at=page.server_time,
+                source="not_found",
+                observation=Observation(
+                    page.server_time, "retrieve", f"not_found:{page.server_time}", page.received_ms
+                ),
+                reason="Stripe answered 404 (resource_missing)",
+            )
+            for object_id, page in missing
+        ]
+        stats.changes[(object_type.name, "not_found")] += len(stones)
+        yield with_table("deletions", stones)
 
 
 def batch(
@@ -290,11 +302,13 @@ def batch(
     def load() -> Iterator[Any]:
         checked = validate_batch(object_type.name, items)
         now = estimated_stripe_time()
+        run_order = now_ms() * EVENT_POSITIONS
         changes = EventBatch("batch")
         rows, seen, stones = [], [], []
         for position, item in enumerate(checked):
             if item.get("object") == "event":
-                changes.add(item, order=EVENT_ORDER_BASE - position)
+                # Saved webhooks run oldest first: a later item is a newer event.
+                changes.add(item, order=run_order + min(position, EVENT_POSITIONS - 1))
             elif item.get("deleted") is True:
                 stones.append(
                     tombstone(
@@ -354,6 +368,14 @@ def events_state() -> dict[str, Any]:
     return state
 
 
+def plan_run(planner: Planner) -> Plan:
+    """The run's plan (made by whichever resource asks first); notes Stripe's clock offset."""
+    state = events_state()
+    plan = planner.plan(state)
+    state["clock_offset"] = plan.now - int(time.time())
+    return plan
+
+
 def estimated_stripe_time() -> int:
     """Stripe's clock without asking it: local time plus the offset the last run measured."""
     return int(time.time()) + int(events_state().get("clock_offset", 0))
@@ -372,7 +394,7 @@ def observed_tables(
     seen: list[Observation] = []
     counter = f"{object_type.table}/{via}"
     for page in pages:
-        observation = Observation(page.server_time, via, CURRENT, page.received_ms, version)
+        observation = Observation(page.server_time, via, via, page.received_ms, version)
         for obj in page.objects:
             rows.append(canonical(object_type.name, obj))
             seen.append(observation)

@@ -130,6 +130,8 @@ class EventBatch:
         self.snapshots: dict[str, tuple[list[dict[str, Any]], list[Observation]]] = {}
         self.tombstones: list[dict[str, Any]] = []
         self.counts: dict[tuple[str, str], int] = {}
+        self.touched: dict[str, set[str]] = {}  # object ids with events, by type
+        self.deleted: dict[str, set[str]] = {}
 
     def add(self, event: Mapping[str, Any], order: int) -> None:
         """One event: an audit row, the object's snapshot, a tombstone if it was a deletion."""
@@ -163,7 +165,9 @@ class EventBatch:
         rows, observations = self.snapshots.setdefault(object_type, ([], []))
         rows.append(canonical(object_type, obj))
         observations.append(observation)
+        self.touched.setdefault(object_type, set()).add(str(obj["id"]))
         if action == "deleted":
+            self.deleted.setdefault(object_type, set()).add(str(obj["id"]))
             self.tombstones.append(
                 tombstone(
                     object_type,
@@ -174,6 +178,10 @@ class EventBatch:
                 )
             )
         self.counts[(object_type, action)] = self.counts.get((object_type, action), 0) + 1
+
+    def changed_ids(self, object_type: str) -> list[str]:
+        """Objects of a type that changed and were not deleted (in this batch of events)."""
+        return sorted(self.touched.get(object_type, set()) - self.deleted.get(object_type, set()))
 
     def tables(self) -> list[tuple[str, pa.Table]]:
         """(table name, Arrow table) pairs to yield."""

@@ -30,10 +30,12 @@ OBSERVATION_COLUMNS: Final = {
     "_observed_at": BIGINT,  # Stripe's clock (Date header, or the event's `created`)
     "_observed_order": BIGINT,  # ties within a second: later events rank higher
     "_observed_via": TEXT,  # list | full_listing | retrieve | event | batch
-    "_observation_key": TEXT,  # "current" for list/retrieve, else the event id or batch key
+    # Which observation slot the row fills: one per object for each way of reading the present
+    # ("list", "full_listing", "retrieve"), and one per event or batch item. Each slot only
+    # ever receives newer observations, so a merge on (id, slot) never loses the newest.
+    "_observation_key": TEXT,
     "_api_version": TEXT,  # the version that rendered the object
 }
-CURRENT: Final = "current"
 
 OBJECT_COLUMNS: Final[dict[str, dict[str, str]]] = {
     "coupon": {
@@ -106,7 +108,7 @@ class Observation:
 
     observed_at: int
     via: str
-    key: str = CURRENT
+    key: str
     order: int = 0
     api_version: str | None = None
 

@@ -14,9 +14,9 @@ STRIPE_EPOCH: Final = 1293840000
 # Rows per Arrow table handed to dlt: large tables keep dlt's per-item overhead low.
 ROWS_PER_TABLE: Final = 5000
 # Ties within one second of Stripe's clock: observations rank by the local clock in ms when
-# they arrived; events rank above them all (the listing may predate the change), newer
-# events (earlier in Stripe's newest-first list) above older ones.
-EVENT_ORDER_BASE: Final = 10**15
+# they arrived. Events rank above them all (a listing in that second may predate the change):
+# by the run that read them (its start in ms), then by position in Stripe's newest-first list.
+EVENT_POSITIONS: Final = 1_000_000
 
 # Stripe keeps events for 30 days; past (30 days - margin) the run lists everything instead.
 EVENT_RETENTION_SECONDS: Final = 30 * 24 * 3600

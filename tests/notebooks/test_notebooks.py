@@ -1,0 +1,319 @@
+"""The analysts' notebooks: executed top to bottom against a database loaded from the emulator.
+
+Every notebook in notebooks/ runs in a real Jupyter kernel (this venv's Python), reading the
+DuckDB file through DESTINATION__DUCKDB__CREDENTIALS as an analyst's would. A cell error, or a
+key result the notebook finds empty (its own asserts), fails the test. Also here: what DuckDB's
+one-writer rule does to the pipeline, and that a notebook never keeps the pipeline out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import nbformat
+import pytest
+import stripe
+from ipykernel.kernelspec import write_kernel_spec
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from stripe_emulator import serve
+from stripe_emulator.server import EmulatorServer
+from stripe_sync import RunError, Settings, SyncRequest, run_sync
+from stripe_sync.demo import make_changes
+from tests.support import TEST_KEY
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+OVERVIEW = NOTEBOOKS_DIR / "promotions_overview.ipynb"
+ENV_VAR = "DESTINATION__DUCKDB__CREDENTIALS"
+CELL_TIMEOUT = 120  # seconds per cell; the demo load (if a notebook makes one) is the slowest
+KERNEL = "stripe-notebooks-venv"
+# A process holding the file, as an analyst's DuckDB shell or a notebook would: it opens the
+# file, says so, and keeps it open until its stdin closes.
+HOLDER = """
+import sys, duckdb
+connection = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "read_only")
+print("open", flush=True)
+sys.stdin.read()
+connection.close()
+"""
+
+
+@dataclass
+class Loaded:
+    """A DuckDB file the real pipeline loaded from the emulator, and what it holds."""
+
+    emulator: EmulatorServer
+    settings: Settings
+    database: Path
+    deleted: dict[str, str]  # id -> object type, every row with is_deleted
+
+    def run(self) -> None:
+        """One more incremental pipeline run into the same file."""
+        run_sync(SyncRequest(), self.settings)
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
+    """Seed 'demo', load, change (deletions among them), load, soft-delete a code."""
+    folder = tmp_path_factory.mktemp("notebooks")
+    with pytest.MonkeyPatch.context() as patch, serve() as emulator:
+        patch.setenv("DLT_DATA_DIR", str(folder / "dlt"))
+        patch.setenv("JUPYTER_RUNTIME_DIR", str(folder / "jupyter"))  # kernels' connection files
+        patch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
+        patch.setenv("STRIPE_API_KEY", TEST_KEY)
+        for name in ("SOURCES__STRIPE__API_KEY", "SOURCES__STRIPE__API_BASE", ENV_VAR):
+            patch.delenv(name, raising=False)
+        emulator.account.seed(preset="demo")
+        database = folder / "stripe_pipeline.duckdb"
+        settings = Settings(
+            api_base=emulator.url,
+            pipelines_dir=str(folder / "pipelines"),
+            duckdb_file=str(database),
+            progress=False,
+        )
+        run_sync(SyncRequest(), settings)
+        client = stripe.StripeClient(TEST_KEY, base_addresses={"api": emulator.url})
+        make_changes(client, emulator.account)  # an archive, a deactivation, deletions...
+        run_sync(SyncRequest(), settings)
+        code = client.v1.promotion_codes.list(params={"limit": 1, "active": True}).data[0]
+        run_sync(
+            SyncRequest("soft_delete", ("promotion_code",), ids=(code.id,), reason="leaked"),
+            settings,
+        )
+        with duckdb.connect(str(database), read_only=True) as connection:
+            deleted = dict(
+                connection.execute(
+                    "SELECT id, 'coupon' FROM stripe.coupons WHERE is_deleted UNION ALL "
+                    "SELECT id, 'product' FROM stripe.products WHERE is_deleted UNION ALL "
+                    "SELECT id, 'promotion_code' FROM stripe.promotion_codes WHERE is_deleted"
+                ).fetchall()
+            )
+        assert set(deleted.values()) == {"coupon", "product", "promotion_code"}
+        yield Loaded(emulator, settings, database, deleted)
+
+
+@pytest.fixture(scope="module")
+def kernels(tmp_path_factory: pytest.TempPathFactory) -> KernelSpecManager:
+    """A kernel spec for this very Python (the venv's), whatever Jupyter has installed."""
+    folder = tmp_path_factory.mktemp("kernels")
+    write_kernel_spec(folder / KERNEL)
+    return KernelSpecManager(kernel_dirs=[str(folder)])
+
+
+@pytest.fixture
+def reading(loaded: Loaded, monkeypatch: pytest.MonkeyPatch) -> Loaded:
+    """Notebooks started from here read the loaded file, as an analyst's would."""
+    monkeypatch.setenv(ENV_VAR, str(loaded.database))
+    return loaded
+
+
+def read_notebook(path: Path) -> Any:
+    """A notebook as nbformat's node tree (version 4)."""
+    return nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+
+
+def notebook_client(
+    path: Path, kernels: KernelSpecManager, cwd: Path = NOTEBOOKS_DIR
+) -> NotebookClient:
+    """A client that runs `path` in this venv's kernel, in `cwd` (Jupyter's: the notebook's)."""
+    manager = AsyncKernelManager(kernel_name=KERNEL, kernel_spec_manager=kernels)
+    return NotebookClient(
+        read_notebook(path),
+        km=manager,
+        timeout=CELL_TIMEOUT,
+        resources={"metadata": {"path": str(cwd)}},
+    )
+
+
+def execute(
+    client: NotebookClient,
+    *,
+    stop_after: str | None = None,
+    between: Callable[[], None] | None = None,
+) -> None:
+    """Run the cells in order (up to the one tagged `stop_after`); `between` halfway through."""
+    cells = client.nb.cells
+    with client.setup_kernel():
+        for index, cell in enumerate(cells):
+            if between is not None and index == len(cells) // 2:
+                between()
+            client.execute_cell(cell, index)
+            if stop_after is not None and stop_after in cell.metadata.get("tags", []):
+                return
+    assert stop_after is None, f"no cell is tagged {stop_after!r}"
+
+
+def output_text(cells: list[Any]) -> str:
+    """Everything the cells printed or displayed, as text."""
+    parts: list[str] = []
+    for cell in cells:
+        for output in cell.get("outputs", []):
+            parts.append(str(output.get("text", "")))
+            data = output.get("data", {})
+            parts.extend(str(data.get(kind, "")) for kind in ("text/plain", "text/markdown"))
+            parts.append(str(output.get("evalue", "")))
+    return "\n".join(parts)
+
+
+class Holder:
+    """Another process with the DuckDB file open, read-only or read-write, until released."""
+
+    def __init__(self, database: Path, mode: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(database), mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        assert self.process.stdout.readline().strip() == "open"
+
+    def release(self) -> None:
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
+        self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def hold() -> Iterator[Callable[[Path, str], Holder]]:
+    """Start holders; every one is released at the end of the test, whatever happened."""
+    holders: list[Holder] = []
+
+    def start(database: Path, mode: str) -> Holder:
+        holders.append(Holder(database, mode))
+        return holders[-1]
+
+    yield start
+    for holder in holders:
+        holder.release()
+
+
+def test_there_are_notebooks_and_none_is_committed_with_outputs() -> None:
+    assert NOTEBOOKS, f"no notebooks in {NOTEBOOKS_DIR}"
+    for path in NOTEBOOKS:
+        notebook = read_notebook(path)
+        nbformat.validate(notebook)
+        dirty = [
+            index
+            for index, cell in enumerate(notebook.cells)
+            if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
+        ]
+        assert not dirty, (
+            f"{path.name}: cells {dirty} have outputs or execution counts; clear them before "
+            "committing (Jupyter: Edit > Clear Outputs of All Cells, then save)."
+        )
+
+
+def check_overview(cells: list[Any], loaded: Loaded) -> None:
+    """promotions_overview: every deleted row in its deletions answer; the README's chart drawn."""
+    [deletions] = [c for c in cells if "deletion_summary = sql(" in c.source]
+    shown = output_text([deletions])
+    for object_id, object_type in loaded.deleted.items():
+        assert object_id in shown and object_type in shown
+    assert "leaked" in shown  # the soft delete's reason
+    [chart] = [c for c in cells if "chart:promotion_codes_by_status" in c.metadata.get("tags", [])]
+    assert any("image/png" in output.get("data", {}) for output in chart.outputs)
+
+
+CHECKS: dict[str, Callable[[list[Any], Loaded], None]] = {"promotions_overview": check_overview}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_top_to_bottom_and_never_holds_the_file(
+    path: Path, reading: Loaded, kernels: KernelSpecManager
+) -> None:
+    client = notebook_client(path, kernels)
+    # Halfway through, with the kernel alive and its data loaded, the pipeline must be able to
+    # write: a notebook keeping a connection open (even read-only) would fail this run.
+    execute(client, between=reading.run)
+    text = output_text(client.nb.cells)
+    assert str(reading.database) in text
+    assert "DEMO DATA" not in text
+    if path.stem in CHECKS:
+        CHECKS[path.stem](client.nb.cells, reading)
+
+
+def test_an_empty_key_result_fails_the_notebook(
+    loaded: Loaded, kernels: KernelSpecManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "empty.duckdb"
+    with duckdb.connect(str(empty)) as connection:
+        connection.execute(f"ATTACH '{loaded.database}' AS loaded (READ_ONLY)")
+        connection.execute("CREATE SCHEMA stripe")
+        for table in ("coupons", "products", "promotion_codes"):
+            connection.execute(
+                f"CREATE TABLE stripe.{table} AS SELECT * FROM loaded.stripe.{table} LIMIT 0"
+            )
+    monkeypatch.setenv(ENV_VAR, str(empty))
+    with pytest.raises(CellExecutionError, match="no rows"):
+        execute(notebook_client(OVERVIEW, kernels))
+
+
+def test_without_the_pipelines_file_the_notebook_says_it_shows_demo_data(
+    loaded: Loaded, kernels: KernelSpecManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copy(loaded.database, tmp_path / "stripe_demo.duckdb")
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "missing.duckdb"))
+    client = notebook_client(OVERVIEW, kernels, cwd=tmp_path)
+    execute(client, stop_after="snapshot")
+    text = output_text(client.nb.cells)
+    assert "DEMO DATA" in text and "missing.duckdb" in text
+    assert str(tmp_path / "stripe_demo.duckdb") in text
+    assert "(demo data)" in text
+
+
+@pytest.mark.parametrize("mode", ["read_write", "read_only"])
+def test_a_process_holding_the_file_stops_the_pipeline_with_a_clear_message(
+    mode: str, loaded: Loaded, hold: Callable[[Path, str], Holder]
+) -> None:
+    # DuckDB: one process may write a file, and only while no other process has it open; a
+    # read-only connection elsewhere blocks the writer too.
+    holder = hold(loaded.database, mode)
+    with pytest.raises(RunError) as raised:
+        loaded.run()
+    message = str(raised.value)
+    assert str(loaded.database) in message
+    assert "open in another process" in message
+    assert "only one process" in message and "Close that connection" in message
+    holder.release()
+    loaded.run()  # converges once the file is free
+
+
+def test_the_notebook_waits_while_the_pipeline_writes(
+    reading: Loaded, kernels: KernelSpecManager, hold: Callable[[Path, str], Holder]
+) -> None:
+    client = notebook_client(OVERVIEW, kernels)
+    cells = client.nb.cells
+    [snapshot] = [i for i, c in enumerate(cells) if "snapshot" in c.metadata.get("tags", [])]
+    writer = hold(reading.database, "read_write")  # what the pipeline holds while it loads
+
+    async def scenario() -> None:
+        async with client.async_setup_kernel():
+            for index in range(snapshot):
+                await client.async_execute_cell(cells[index], index)
+            running = asyncio.ensure_future(client.async_execute_cell(cells[snapshot], snapshot))
+            # Release the file only once the notebook has said it is waiting for it.
+            for _ in range(600):
+                if "waiting" in output_text([cells[snapshot]]) or running.done():
+                    break
+                await asyncio.sleep(0.05)
+            assert not running.done(), output_text([cells[snapshot]])
+            writer.release()
+            await running
+
+    asyncio.run(scenario())
+    text = output_text([cells[snapshot]])
+    assert "being written by another process" in text and "released the file" in text

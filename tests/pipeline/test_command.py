@@ -1,0 +1,178 @@
+"""The command as users run it: a subprocess, its exit code, its output; errors say what to fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import stripe
+
+from stripe_emulator.server import EmulatorServer
+from tests.support import TEST_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMAND = [sys.executable, str(ROOT / "pipelines" / "stripe_pipeline.py")]
+
+
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, key: str | None = TEST_KEY
+) -> subprocess.CompletedProcess[str]:
+    """The command in a folder of its own; dlt's data there too; the test key unless told."""
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))
+    }
+    environment.pop("STRIPE_API_KEY", None)
+    environment.update(DLT_DATA_DIR=str(cwd / "dlt"), RUNTIME__DLTHUB_TELEMETRY="false")
+    if key is not None:
+        environment["STRIPE_API_KEY"] = key
+    environment.update(env or {})
+    return subprocess.run(
+        [*COMMAND, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=180
+    )
+
+
+@pytest.fixture
+def seeded(stripe_emulator: EmulatorServer) -> EmulatorServer:
+    stripe_emulator.account.seed(preset="demo")
+    return stripe_emulator
+
+
+def test_incremental_run_writes_stripe_pipeline_duckdb_and_summarises(
+    seeded: EmulatorServer, tmp_path: Path
+) -> None:
+    done = run("--api-base", seeded.url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "stripe_pipeline.duckdb").exists()
+    assert not (tmp_path / "stripe.duckdb").exists()
+    out = done.stdout
+    assert "Incremental sync done" in out and "Stripe API requests" in out
+    assert "promotion_codes" in out and "Data: " in out and "Try:" in out
+    assert TEST_KEY not in out + done.stderr
+
+
+def test_verbs_as_subcommands(
+    seeded: EmulatorServer, client: stripe.StripeClient, tmp_path: Path
+) -> None:
+    url = ["--api-base", seeded.url, "--quiet"]
+    assert run(*url, cwd=tmp_path).returncode == 0
+    coupon = client.v1.coupons.list(params={"limit": 1}).data[0].to_dict()
+    batch = tmp_path / "coupons.json"
+    batch.write_text(json.dumps([coupon]))
+    for args in (
+        ["sync-all", "--type", "coupon", "--type", "product"],
+        ["sync-ids", "--type", "coupon", coupon["id"], "NOPE"],
+        ["sync-batch", "--type", "coupon", str(batch)],
+        ["soft-delete", "--type", "coupon", coupon["id"], "--reason", "test"],
+        ["transform"],
+    ):
+        done = run(*url, *args, cwd=tmp_path)
+        assert done.returncode == 0, (args, done.stderr)
+    assert "stripe.coupons" in done.stdout
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    done = run("demo", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "deleted" in done.stdout and "stripe.promotion_codes" in done.stdout
+    assert (tmp_path / "stripe_demo.duckdb").exists()
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "key", "says"),
+    [
+        (["bogus-command"], {}, TEST_KEY, "invalid choice"),
+        (["sync-ids", "--type", "voucher", "X"], {}, TEST_KEY, "invalid choice"),
+        (["sync-ids", "--type", "coupon"], {}, TEST_KEY, "the following arguments are required"),
+        ([], {}, None, "No Stripe API key"),
+        ([], {}, "pk_test_publishable123", "malformed"),
+        ([], {"SOURCES__STRIPE__START_DATE": "last tuesday"}, TEST_KEY, "start_date"),
+        ([], {"SOURCES__STRIPE__API_BASE": "ftp://example"}, TEST_KEY, "not an http(s) URL"),
+        (["--destination", "oracle9i"], {}, TEST_KEY, "Unknown destination"),
+    ],
+)
+def test_bad_input_gets_a_clear_message_and_nonzero_exit(
+    args: list[str], env: dict[str, str], key: str | None, says: str, tmp_path: Path
+) -> None:
+    done = run(*args, cwd=tmp_path, env=env, key=key)
+    assert done.returncode != 0
+    assert says in done.stderr, done.stderr
+    if key:
+        assert key not in done.stdout + done.stderr
+
+
+def test_unreachable_api_base(tmp_path: Path) -> None:
+    done = run(
+        "--api-base",
+        f"http://127.0.0.1:{closed_port()}",
+        cwd=tmp_path,
+        env={"SOURCES__STRIPE__MAX_ATTEMPTS": "2"},
+    )
+    assert done.returncode == 1
+    assert "Cannot reach Stripe" in done.stderr and "after 2 attempts" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("access", "says"), [("revoked", "refused the API key"), ("none", "may not read")]
+)
+def test_revoked_and_restricted_keys(
+    stripe_emulator: EmulatorServer, tmp_path: Path, access: str, says: str
+) -> None:
+    key = "rk_live_restrictedKey4242"
+    stripe_emulator.account.keys.set_access(key, access)  # type: ignore[arg-type]
+    done = run("--api-base", stripe_emulator.url, cwd=tmp_path, key=key)
+    assert done.returncode == 1
+    assert says in done.stderr
+    assert key not in done.stdout + done.stderr
+
+
+def test_read_only_key_is_enough(stripe_emulator: EmulatorServer, tmp_path: Path) -> None:
+    key = "rk_test_readOnlyKey4242"
+    stripe_emulator.account.keys.set_access(key, "read_only")
+    done = run("--api-base", stripe_emulator.url, "--quiet", cwd=tmp_path, key=key)
+    assert done.returncode == 0, done.stderr
+
+
+def test_retries_exhausted_on_500s_names_the_id(
+    stripe_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    stripe_emulator.account.faults.configure(error_rate=1.0)
+    done = run(
+        "--api-base",
+        stripe_emulator.url,
+        "sync-ids",
+        "--type",
+        "coupon",
+        "SUMMER",
+        cwd=tmp_path,
+        env={"SOURCES__STRIPE__MAX_ATTEMPTS": "2"},
+    )
+    assert done.returncode == 1
+    assert "'SUMMER'" in done.stderr and "500" in done.stderr
+
+
+def test_bad_batch_file_names_every_bad_item(tmp_path: Path) -> None:
+    batch = tmp_path / "bad.jsonl"
+    batch.write_text(
+        '{"object": "coupon", "id": "OK", "created": 1}\n'
+        '{"object": "product", "id": "prod_1", "created": 1}\n'
+        '{"object": "coupon", "created": 1}\n'
+    )
+    done = run("sync-batch", "--type", "coupon", str(batch), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "item 1 (prod_1)" in done.stderr and "item 2" in done.stderr
+    assert not (tmp_path / "stripe_pipeline.duckdb").exists()
+    not_json = tmp_path / "x.json"
+    not_json.write_text("coupons, lots of them")
+    done = run("sync-batch", "--type", "coupon", str(not_json), cwd=tmp_path)
+    assert done.returncode == 1 and "not JSON" in done.stderr
