@@ -19,13 +19,14 @@ asks for a full page, `GET /v1/promotion_codes?limit=100`, the way a connector p
 Each size is measured twice for `--seconds` each, after a short warm-up: once with the server
 free to use any core, and once with the server pinned to one core (`sched_setaffinity`) and
 this process kept off that core, since the target (500 pages/s, limit 100) is per core.
-The table gives the startup-and-seed time, pages/s, objects/s, p50/p95 latency as seen by
-the client, the server's CPU share over the window (user + system time / wall time, from
-psutil; 100% is one core busy), the pages served per second of server CPU time (what one
-fully busy core would serve, whatever else the machine was doing) and its resident memory. The client's own CPU share is shown
-too: if it nears 100% the client, not the server, is the limit. "Other CPU" is whatever
-else the machine did meanwhile (other processes, the kernel's share of loopback traffic);
-well above zero means the figures were taken on a busy machine.
+
+Columns: startup-and-seed time; pages/s and objects/s; p50/p95 latency seen by the client;
+server CPU, the server process's user + system time over wall time (psutil; 100% is one core
+busy); pages per server CPU-second, what one fully busy core serves, which holds up best
+when the machine is shared; client CPU, this process's share (near 100% would mean the
+client, not the server, is the limit); other CPU, everything else the machine did meanwhile
+(other processes, interrupts, loopback traffic handled outside either process), where much
+above zero means a busy machine; the server's resident memory; and non-200 answers.
 
 The client reads only what it needs from each body (status, object count, last id,
 `has_more`) without a full JSON parse, to keep its own cost small.
@@ -58,6 +59,7 @@ URL_LINE = re.compile(rb"http://127\.0\.0\.1:\d+")
 SEED_SPAN = 365 * 24 * 3600  # the seed spreads objects over a year before now
 MAX_WALK = 20
 WARMUP_SECONDS = 1.5
+REQUEST_TIMEOUT = 30.0  # a stuck server fails the run instead of hanging it
 
 
 @dataclass
@@ -77,7 +79,11 @@ class Window:
 
 
 def last_id(body: bytes) -> str | None:
-    """The id of the page's last object (each object opens with its id, orjson-compact)."""
+    """The id of the page's last object.
+
+    In this API version each promotion code opens with its id and embeds no coupon object, so
+    the last `{"id":"` of the compact orjson body belongs to the last code.
+    """
     start = body.rfind(b'{"id":"')
     if start < 0:
         return None
@@ -132,7 +138,8 @@ async def drive(
 ) -> Window:
     """Warm up, then measure one window of `seconds` with `concurrency` workers."""
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         async with session.get(base + "/v1/promotion_codes?limit=1", headers=HEADERS) as first:
             newest = int((await first.json())["data"][0]["created"])
         rng = random.Random(7)

@@ -91,8 +91,12 @@ class StripeModel(RuleBasedStateMachine):
         self.server.stop()
 
     # -- helpers ------------------------------------------------------------------------------
+    def state(self, kind: str) -> dict[str, dict[str, Any]]:
+        """Stripe's objects now, always in today's shape."""
+        return self.account.state(kind, NEW_VERSION)
+
     def live(self, kind: str) -> list[str]:
-        return sorted(self.account.state(kind))
+        return sorted(self.state(kind))
 
     def name(self, prefix: str) -> str:
         self.counter += 1
@@ -151,7 +155,7 @@ class StripeModel(RuleBasedStateMachine):
     @rule(data=st.data(), field=st.sampled_from(["active", "name", "metadata"]))
     def update_product(self, data: st.DataObject, field: str) -> None:
         product_id = data.draw(st.sampled_from(self.live("product")))
-        current = self.account.state("product")[product_id]
+        current = self.state("product")[product_id]
         value = {
             "active": not current["active"],
             "name": self.name("Renamed "),
@@ -168,11 +172,11 @@ class StripeModel(RuleBasedStateMachine):
         self.client.v1.products.delete(product_id)
         self.changed("product", product_id)
 
-    @precondition(lambda self: any(c["valid"] for c in self.account.state("coupon").values()))
+    @precondition(lambda self: any(c["valid"] for c in self.state("coupon").values()))
     @rule(data=st.data(), old_api=st.booleans(), expires_in_days=st.none() | st.integers(1, 40))
     def create_code(self, data: st.DataObject, old_api: bool, expires_in_days: int | None) -> None:
-        valid = sorted(i for i, c in self.account.state("coupon").items() if c["valid"])
-        coupon = self.account.state("coupon")[data.draw(st.sampled_from(valid))]
+        valid = sorted(i for i, c in self.state("coupon").items() if c["valid"])
+        coupon = self.state("coupon")[data.draw(st.sampled_from(valid))]
         params: Any = {"code": self.name("CODE")}
         if expires_in_days and coupon["redeem_by"] is None:
             params["expires_at"] = int(self.account.clock.now()) + expires_in_days * DAY
@@ -185,7 +189,7 @@ class StripeModel(RuleBasedStateMachine):
     @precondition(lambda self: self.live("promotion_code"))
     @rule(data=st.data())
     def toggle_code(self, data: st.DataObject) -> None:
-        codes = self.account.state("promotion_code")
+        codes = self.state("promotion_code")
         code_id = data.draw(st.sampled_from(sorted(codes)))
         try:
             self.client.v1.promotion_codes.update(
@@ -195,12 +199,10 @@ class StripeModel(RuleBasedStateMachine):
             return  # reactivating a code whose coupon is no longer valid: Stripe says no
         self.changed("promotion_code", code_id)
 
-    @precondition(
-        lambda self: any(c["active"] for c in self.account.state("promotion_code").values())
-    )
+    @precondition(lambda self: any(c["active"] for c in self.state("promotion_code").values()))
     @rule(data=st.data())
     def redeem_code(self, data: st.DataObject) -> None:
-        codes = self.account.state("promotion_code")
+        codes = self.state("promotion_code")
         code_id = data.draw(st.sampled_from(sorted(i for i, c in codes.items() if c["active"])))
         try:
             self.account.redeem(code_id)
@@ -247,7 +249,7 @@ class StripeModel(RuleBasedStateMachine):
     @precondition(lambda self: self.loaded)
     @rule(data=st.data(), kind=st.sampled_from(KINDS))
     def sync_by_ids(self, data: st.DataObject, kind: str) -> None:
-        known = sorted(self.account.state(kind)) + sorted(self.account.deleted_ids(kind))
+        known = sorted(self.state(kind)) + sorted(self.account.deleted_ids(kind))
         ids = data.draw(st.lists(st.sampled_from(known), max_size=3)) if known else []
         unknown = self.name("nope_")
         self.never_existed.add(unknown)
@@ -256,7 +258,7 @@ class StripeModel(RuleBasedStateMachine):
             self.soft_deleted.pop((kind, object_id), None)
         rows = self.warehouse.current(TABLES[kind])
         assert rows[unknown]["is_deleted"] is True
-        state = self.account.state(kind)
+        state = self.state(kind)
         for object_id in ids:
             if object_id in state:
                 assert rows[object_id]["is_deleted"] is False
@@ -281,7 +283,7 @@ class StripeModel(RuleBasedStateMachine):
                 else []
             )
         else:
-            state = self.account.state(kind, NEW_VERSION)
+            state = self.state(kind)
             chosen = (
                 data.draw(st.lists(st.sampled_from(sorted(state)), max_size=3, unique=True))
                 if state
@@ -323,7 +325,7 @@ class StripeModel(RuleBasedStateMachine):
             ids = [row["id"] for row in rows]
             assert len(ids) == len(set(ids)), f"duplicated {kind} rows"
             table = {row["id"]: row for row in rows}
-            state = self.account.state(kind, NEW_VERSION)
+            state = self.state(kind)
             deleted = self.account.deleted_ids(kind)
             for object_id, obj in state.items():
                 if object_id in skip:
