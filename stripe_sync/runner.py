@@ -63,6 +63,12 @@ class RunResult:
 def make_pipeline(settings: Settings) -> dlt.Pipeline:
     """The dlt pipeline `stripe_pipeline` loading into dataset `stripe_raw`."""
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    if settings.destination == "duckdb" and Path(duckdb_path(settings)).stem == "stripe":
+        raise RunError(
+            f"Name the DuckDB file something other than {duckdb_path(settings)!r}: DuckDB names "
+            "its catalog after the file, and a catalog `stripe` beside the schema `stripe` "
+            "makes stripe.coupons ambiguous. The default is stripe_pipeline.duckdb."
+        )
     destination: Any = settings.destination
     if settings.destination == "duckdb" and settings.duckdb_file:
         destination = dlt.destinations.duckdb(settings.duckdb_file)
@@ -78,11 +84,11 @@ def make_pipeline(settings: Settings) -> dlt.Pipeline:
 def location(pipeline: dlt.Pipeline, settings: Settings) -> str:
     """Where the data is, in words a user can act on."""
     if settings.destination == "duckdb":
-        return str(Path(duckdb_path(pipeline, settings)).resolve())
+        return str(Path(duckdb_path(settings)).resolve())
     return f"{settings.destination}, schemas {settings.dataset_name} and stripe"
 
 
-def duckdb_path(pipeline: dlt.Pipeline, settings: Settings) -> str:
+def duckdb_path(settings: Settings) -> str:
     """The DuckDB file this pipeline writes (dlt's default: <pipeline name>.duckdb here)."""
     if settings.duckdb_file:
         return settings.duckdb_file
@@ -119,7 +125,7 @@ def run_sync(request: SyncRequest, settings: Settings | None = None) -> RunResul
             explain(
                 error,
                 destination=settings.destination,
-                duckdb_file=duckdb_path(pipeline, settings) if pipeline else None,
+                duckdb_file=duckdb_path(settings),
             )
         ) from error
     return RunResult(
@@ -146,7 +152,7 @@ def run_transforms_only(settings: Settings | None = None) -> list[TableChanges]:
             explain(
                 error,
                 destination=settings.destination,
-                duckdb_file=duckdb_path(pipeline, settings) if pipeline else None,
+                duckdb_file=duckdb_path(settings),
             )
         ) from error
 
