@@ -1,0 +1,1 @@
+"""Orchestrator definitions: Dagster (`orchestration.dagster`) and Airflow (`airflow/`)."""

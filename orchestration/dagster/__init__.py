@@ -1,0 +1,1 @@
+"""Dagster definitions: `dagster dev -m orchestration.dagster.definitions` (repository root)."""
