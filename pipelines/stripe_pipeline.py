@@ -14,6 +14,7 @@ from sources.stripe_promotions import StripeSourceError, SyncRequest
 from sources.stripe_promotions.batch import read_batch_file, validate_batch
 from stripe_sync import RunError, Settings, run_sync, run_transforms_only, summary
 from stripe_sync.demo import run_demo
+from stripe_sync.errors import RunInterrupted
 
 TYPES = ("coupon", "product", "promotion_code")
 
@@ -92,12 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RunError, StripeSourceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except RunInterrupted as interrupted:
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print(
-            "interrupted: nothing is half-loaded. What was extracted is kept, and the next run "
-            "loads it first, then continues from the last committed cursors.",
-            file=sys.stderr,
-        )
+        print("interrupted before the run started: nothing was changed.", file=sys.stderr)
         return 130
     return 0
 

@@ -62,6 +62,8 @@ class Account:
         self._versions: list[tuple[float, str]] = [(float("-inf"), self._default_version)]
         # Responses by Idempotency-Key (status, body), replayed for a repeated POST.
         self.idempotency: dict[str, tuple[int, dict[str, Any]]] = {}
+        # Fields merged into every rendered object of a kind (schema drift): set_extra_fields.
+        self.extra_fields: dict[str, dict[str, Any]] = {}
         self.coupons = Coupons(self)
         self.products = Products(self)
         self.promotion_codes = PromotionCodes(self)
@@ -147,6 +149,21 @@ class Account:
         """New events become visible in lists only after this many emulated seconds."""
         with self.lock:
             self.events.visibility_delay = seconds
+
+    def set_extra_fields(self, kind: str, fields: Mapping[str, Any]) -> None:
+        """From now on render every `kind` object with these fields too, as when Stripe adds a
+        field or changes a field's type (a name the object has is overridden); `{}` stops.
+
+        Nothing else changes: no event is emitted, objects show the fields when next read.
+        """
+        with self.lock:
+            self._by_kind(kind)
+            if kind == "event":
+                raise ValueError("extra fields are for coupons, products and promotion codes")
+            if fields:
+                self.extra_fields[kind] = dict(fields)
+            else:
+                self.extra_fields.pop(kind, None)
 
     def seed(self, preset: str | None = None, **counts: int) -> dict[str, int]:
         """Fill the account with a realistic, deterministic dataset (see `seed.py`)."""

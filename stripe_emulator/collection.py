@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
@@ -54,6 +55,13 @@ class Collection(Generic[R]):
     ) -> dict[str, Any]:
         """The JSON object Stripe returns for `record` in `api_version`."""
         raise NotImplementedError
+
+    def with_extra_fields(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`body` plus the fields a test has Stripe add to this kind (`set_extra_fields`)."""
+        extra = self.account.extra_fields.get(self.kind)
+        if extra:
+            body.update(copy.deepcopy(extra))
+        return body
 
     def render_current(self, record: R) -> dict[str, Any]:
         """Rendered in the account's version now: what an event records."""

@@ -116,7 +116,7 @@ class Coupons(Collection[CouponRecord]):
             if record.currency and record.amount_off is not None:
                 options.setdefault(record.currency, {"amount_off": record.amount_off})
             body["currency_options"] = {k: dict(v) for k, v in options.items()}
-        return body
+        return self.with_extra_fields(body)
 
     def create(self, params: Mapping[str, Any], ctx: RequestContext) -> dict[str, Any]:
         parsed = p.parse(params, CREATE_SPEC)

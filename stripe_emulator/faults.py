@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -36,6 +36,7 @@ class Faults:
     _rng: random.Random = field(default_factory=random.Random, repr=False)
     _window: deque[float] = field(default_factory=deque, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _injected: Counter[str] = field(default_factory=Counter, repr=False)
 
     def configure(self, **settings: float | int | None) -> None:
         """Change some settings; unknown names are an error, not a silent no-op."""
@@ -52,6 +53,12 @@ class Faults:
             latency_ms=0.0, latency_max_ms=None, rate_limit=None, error_rate=0.0, drop_rate=0.0
         )
         self._window.clear()
+        self._injected.clear()
+
+    def injected(self) -> dict[str, int]:
+        """Faults injected so far, by outcome (`rate_limited`, `server_error`, `drop`)."""
+        with self._lock:
+            return dict(self._injected)
 
     def plan(self) -> Plan:
         """Decide the fate of one API request as it arrives."""
@@ -59,14 +66,18 @@ class Faults:
             latency = self.latency_ms
             if self.latency_max_ms is not None and self.latency_max_ms > latency:
                 latency = self._rng.uniform(latency, self.latency_max_ms)
+            outcome: Outcome = "ok"
             if self.rate_limit and not self._admit(time.monotonic()):
-                return Plan(latency / 1000, "rate_limited")
-            roll = self._rng.random()
-            if roll < self.drop_rate:
-                return Plan(latency / 1000, "drop")
-            if roll < self.drop_rate + self.error_rate:
-                return Plan(latency / 1000, "server_error")
-            return Plan(latency / 1000, "ok")
+                outcome = "rate_limited"
+            else:
+                roll = self._rng.random()
+                if roll < self.drop_rate:
+                    outcome = "drop"
+                elif roll < self.drop_rate + self.error_rate:
+                    outcome = "server_error"
+            if outcome != "ok":
+                self._injected[outcome] += 1
+            return Plan(latency / 1000, outcome)
 
     def _admit(self, now: float) -> bool:
         """A sliding one-second window: at most `rate_limit` requests in any second."""

@@ -93,7 +93,7 @@ class Products(Collection[ProductRecord]):
     def render(
         self, record: ProductRecord, api_version: str, expand: frozenset[str] = frozenset()
     ) -> dict[str, Any]:
-        return {
+        body = {
             "id": record.id,
             "object": "product",
             "active": record.active,
@@ -116,6 +116,7 @@ class Products(Collection[ProductRecord]):
             "updated": record.updated,
             "url": record.url,
         }
+        return self.with_extra_fields(body)
 
     def check_list_filters(self, filters: dict[str, Any], *, cursors: bool) -> None:
         if filters.get("ids") and cursors:

@@ -140,7 +140,7 @@ class PromotionCodes(Collection[PromotionCodeRecord]):
                 coupon = coupons.render(record.coupon, api_version)
             body["promotion"] = {"coupon": coupon, "type": "coupon"}
             body["customer_account"] = record.customer_account
-        return body
+        return self.with_extra_fields(body)
 
     def list_predicate(self, filters: dict[str, Any]) -> Callable[[str], bool] | None:
         if not filters:

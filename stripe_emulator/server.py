@@ -191,7 +191,19 @@ def _faults(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
     if "event_delay" in body:
         account.set_event_delay(float(body.pop("event_delay")))
     account.faults.configure(**body)
-    return {"event_delay": account.events.visibility_delay, **_public(vars(account.faults))}
+    return {
+        "event_delay": account.events.visibility_delay,
+        **_public(vars(account.faults)),
+        "injected": account.faults.injected(),
+    }
+
+
+def _extra_fields(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
+    fields = body.get("fields") or {}
+    if not isinstance(fields, dict):
+        raise ValueError("fields must be a JSON object")
+    account.set_extra_fields(body["kind"], fields)
+    return {"extra_fields": account.extra_fields}
 
 
 def _public(settings: dict[str, Any]) -> dict[str, Any]:
@@ -220,6 +232,7 @@ CONTROLS: tuple[tuple[str, str, Control], ...] = (
     ("POST", "/_emulator/api_version", _api_version),
     ("POST", "/_emulator/faults", _faults),
     ("POST", "/_emulator/keys", _keys),
+    ("POST", "/_emulator/extra_fields", _extra_fields),
     ("POST", "/_emulator/promotion_codes/{id}/redeem", lambda a, b, m: a.redeem(m["id"])),
     ("GET", "/_emulator/requests", _requests),
     ("DELETE", "/_emulator/requests", _clear_requests),

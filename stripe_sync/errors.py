@@ -4,18 +4,73 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.configuration.exceptions import ConfigFieldMissingException, LookupTraces
 from dlt.common.destination.exceptions import UnknownDestinationModule
 
 from sources.stripe_promotions import StripeSourceError
 from transforms import TransformError
 
 KEY_PATTERN = re.compile(r"\b(sk|rk)_(test|live)_[0-9A-Za-z]{4,}")
+# A password in a connection URL: postgresql://user:secret@host/...
+URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/:@\s]*:)[^@\s/]+@")
 
 
 class RunError(Exception):
     """A run failed; `str()` is the message for the user."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run; `str()` says what state things are in."""
+
+    def __init__(self, phase: str, message: str) -> None:
+        super().__init__(message)
+        self.phase = phase
+
+
+def is_terminal_load_failure(error: BaseException) -> bool:
+    """Whether the destination refused a load job for good (dlt will not retry it)."""
+    names = {"LoadClientJobFailed", "LoadClientJobTerminalRetry"}
+    return any(type(cause).__name__ in names for cause in root_causes(error))
+
+
+def was_interrupted(error: BaseException) -> bool:
+    """Whether Ctrl-C stopped the run (dlt wraps it, or turns it into SignalReceivedException)."""
+    return any(
+        isinstance(cause, KeyboardInterrupt) or type(cause).__name__ == "InterruptException"
+        for cause in root_causes(error)
+    )
+
+
+def interruption(phase: str, *, pending: bool, pipeline: Any) -> RunInterrupted:
+    """Where an interrupted run stopped, what was kept, and what the next run does."""
+    unchanged = "the current-state tables (schema stripe) are as the last complete run left them"
+    if pending:
+        where = f" in {pipeline.working_dir}" if pipeline is not None else ""
+        partly = (
+            " (stripe_raw may already hold part of it: the rest follows)"
+            if phase in ("loading", "resuming")
+            else ""
+        )
+        message = (
+            f"Stopped while {phase}. The data extracted so far is kept{where}, with the cursors "
+            f"that go with it; the next run loads it first{partly}, then continues. Until then "
+            f"{unchanged}."
+        )
+    elif phase in ("starting", "waiting", "extracting"):
+        message = (
+            f"Stopped while {phase}. Nothing from this run was kept and no cursor moved: the "
+            "destination is as the last complete run left it, and the next run starts from "
+            "there."
+        )
+    else:
+        message = (
+            f"Stopped while {phase}. Everything extracted was loaded into stripe_raw, and "
+            f"{unchanged} (they are rebuilt in one transaction). The next run, or "
+            "`python pipelines/stripe_pipeline.py transform`, rebuilds them."
+        )
+    return RunInterrupted(phase, message)
 
 
 def root_causes(error: BaseException) -> list[BaseException]:
@@ -28,12 +83,27 @@ def root_causes(error: BaseException) -> list[BaseException]:
     return chain
 
 
-def explain(error: BaseException, *, destination: str, duckdb_file: str | None) -> str:
+def explain(
+    error: BaseException,
+    *,
+    destination: str,
+    duckdb_file: str | None,
+    pipelines_dir: str | None = None,
+) -> str:
     """A message for the user: the most specific cause we recognise."""
     causes = root_causes(error)
     for cause in causes:
         if isinstance(cause, StripeSourceError | TransformError | RunError):
             return scrub(str(cause))
+    if is_terminal_load_failure(error):
+        folder = f" --pipelines-dir {pipelines_dir}" if pipelines_dir else ""
+        return (
+            f"Loading into {destination} failed, and would fail the same way again: "
+            f"{scrub(first_line(causes[-1]))}. The load package stays pending (stripe_raw may "
+            "hold part of it; the current-state tables are unchanged). To move on, abort it: "
+            f"`dlt pipeline{folder} stripe_pipeline abort-packages` puts the cursors back to "
+            "before it. Then run again; if the same data fails again, report this message."
+        )
     for cause in causes:
         text = str(cause)
         if "Could not set lock on file" in text or "Conflicting lock" in text:
@@ -44,8 +114,7 @@ def explain(error: BaseException, *, destination: str, duckdb_file: str | None) 
                 + (f" (PID {holder.group(1)})" if holder else "")
                 + ": a notebook, a DuckDB shell or another pipeline run. DuckDB lets only one "
                 "process write, and only while no other process has the file open, even "
-                "read-only. Close that connection, then run again: nothing is lost, the next "
-                "run loads what this one extracted."
+                "read-only. Close that connection, then run again."
             )
         if isinstance(cause, UnknownDestinationModule):
             return (
@@ -53,19 +122,83 @@ def explain(error: BaseException, *, destination: str, duckdb_file: str | None) 
                 "motherduck, snowflake or bigquery."
             )
         if isinstance(cause, ConfigFieldMissingException):
-            return scrub(
-                f"Missing configuration for destination {destination!r}: {cause}. Set its "
-                f"credentials, e.g. DESTINATION__{destination.upper()}__CREDENTIALS."
+            return (
+                f"Missing configuration for destination {destination!r}: "
+                f"{scrub(', '.join(missing_fields(cause)))}. {credentials_hint(destination)}"
             )
     for cause in causes:
         name = type(cause).__name__
-        if "connection" in name.lower() or "OperationalError" in name:
-            return scrub(
-                f"Cannot connect to the {destination} destination: {first_line(cause)}. Check "
-                f"DESTINATION__{destination.upper()}__CREDENTIALS (or .dlt/secrets.toml)."
+        if name in ("InvalidConnectionString", "InvalidNativeValue"):
+            return (
+                f"The {destination} credentials are not a connection string dlt understands. "
+                f"{credentials_hint(destination)}"
+            )
+        if "connection" in name.lower() or name in ("OperationalError", "IOException"):
+            reason = scrub(first_line(causes[-1]))  # the database's words, not dlt's wrapping
+            return (
+                f"Cannot connect to the {destination} destination: {reason.rstrip('.!')}"
+                f"{connection_advice(reason, destination)} {credentials_hint(destination)}"
             )
     innermost = causes[-1]
     return scrub(f"{type(innermost).__name__}: {first_line(innermost)}")
+
+
+EXAMPLE_CREDENTIALS = {
+    "duckdb": "/path/to/stripe_pipeline.duckdb",
+    "postgres": "postgresql://user:password@host:5432/database",
+    "motherduck": "md:///database?token=...",
+}
+# What a refused connection means, by the database's words.
+DUCKDB_ADVICE = (
+    ("no such file or directory", ": the folder for the DuckDB file does not exist."),
+    ("not a valid duckdb database", ": that file is not a DuckDB database; name another."),
+    ("is a directory", ": that path is a folder; name a file in it."),
+    ("permission denied", ": this user may not write there."),
+)
+CONNECTION_ADVICE = (
+    ("password authentication failed", ": the password is wrong for that user."),
+    ("no password supplied", ": the server wants a password and none was given."),
+    ('role "', ": that user does not exist on the server."),
+    ('database "', ": that database does not exist; create it or name another."),
+    ("could not translate host name", ": the host name does not resolve."),
+    ("connection refused", ": nothing listens at that host and port."),
+    ("no such file or directory", ": no server socket at that host or socket folder."),
+    ("timeout expired", ": the server did not answer in time (host, port, firewall?)."),
+)
+
+
+def connection_advice(text: str, destination: str) -> str:
+    """What the refusal means, or just the end of the sentence."""
+    lowered = text.lower()
+    known = DUCKDB_ADVICE if destination in ("duckdb", "motherduck") else CONNECTION_ADVICE
+    for words, advice in known:
+        if words in lowered:
+            return advice
+    return "."
+
+
+def credentials_hint(destination: str) -> str:
+    """Where a destination's credentials are set, with an example for the common ones."""
+    variable = f"DESTINATION__{destination.upper()}__CREDENTIALS"
+    example = EXAMPLE_CREDENTIALS.get(destination)
+    shown = f"{variable}={example}" if example else variable
+    return f"Check {shown} (or [destination.{destination}] credentials in .dlt/secrets.toml)."
+
+
+def missing_fields(error: ConfigFieldMissingException) -> list[str]:
+    """Dotted names of the missing settings: `credentials.password`, not dlt's lookup dump."""
+    names: list[str] = []
+
+    def walk(prefix: str, traces: dict[str, Any]) -> None:
+        for field, field_traces in traces.items():
+            nested = [t for t in field_traces if isinstance(t, LookupTraces)]
+            for trace in nested:
+                walk(f"{prefix}{field}.", trace.traces)
+            if not nested:
+                names.append(prefix + field)
+
+    walk("", error.traces)
+    return list(dict.fromkeys(names)) or [error.spec_name]
 
 
 def first_line(error: BaseException) -> str:
@@ -82,4 +215,5 @@ def scrub(text: str) -> str:
         key = os.environ.get(name)
         if key and len(key) > 8:
             text = text.replace(key, key[:8] + "…")
-    return KEY_PATTERN.sub(lambda m: m.group(0)[:8] + "…", text)
+    text = KEY_PATTERN.sub(lambda m: m.group(0)[:8] + "…", text)
+    return URL_PASSWORD.sub(r"\1***@", text)

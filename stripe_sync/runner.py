@@ -5,16 +5,27 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.common.pipeline import get_dlt_pipelines_dir
 
 from sources.stripe_promotions import RunStats, SyncRequest, stripe_source
 from transforms import TableChanges, run_transforms
 
-from .errors import RunError, explain
+from .errors import (
+    RunError,
+    RunInterrupted,
+    explain,
+    interruption,
+    is_terminal_load_failure,
+    was_interrupted,
+)
+from .locking import RunLockedError, default_lock_wait, destination_run_lock, local_run_lock
 from .progress import Progress
 
 PIPELINE_NAME = "stripe_pipeline"
@@ -44,6 +55,8 @@ class Settings:
     progress: bool = True
     source_options: dict[str, Any] = field(default_factory=dict)
     transforms_dir: Path | None = None  # another folder of transform SQL (default: transforms/)
+    # Seconds to wait for another run of this pipeline (None: STRIPE_PIPELINE_LOCK_WAIT, or 5).
+    lock_wait: float | None = None
 
 
 @dataclass
@@ -103,10 +116,9 @@ def run_sync(request: SyncRequest, settings: Settings | None = None) -> RunResul
     stats = RunStats()
     notes: list[str] = []
     pipeline: dlt.Pipeline | None = None
+    progress = Progress(stats, enabled=settings.progress)
     try:
-        pipeline = make_pipeline(settings)
-        progress = Progress(stats, enabled=settings.progress)
-        with progress.shown():
+        with progress.shown(), one_run_at_a_time(settings, progress) as pipeline:
             resumed = finish_interrupted_run(pipeline, progress, notes)
             options = dict(settings.source_options)
             if settings.api_base:
@@ -120,14 +132,8 @@ def run_sync(request: SyncRequest, settings: Settings | None = None) -> RunResul
                 pipeline.load()
             with progress.step("transforming"):
                 tables = transform(pipeline, settings)
-    except Exception as error:
-        raise RunError(
-            explain(
-                error,
-                destination=settings.destination,
-                duckdb_file=duckdb_path(settings),
-            )
-        ) from error
+    except (Exception, KeyboardInterrupt) as error:
+        raise failure(error, pipeline, settings, progress.phase) from error
     return RunResult(
         request=request,
         stats=stats,
@@ -144,17 +150,62 @@ def run_transforms_only(settings: Settings | None = None) -> list[TableChanges]:
     """Rebuild the current-state tables from what is already loaded."""
     settings = settings or Settings()
     pipeline: dlt.Pipeline | None = None
+    progress = Progress(RunStats(), enabled=False)
     try:
+        with one_run_at_a_time(settings, progress) as pipeline, progress.step("transforming"):
+            return transform(pipeline, settings)
+    except (Exception, KeyboardInterrupt) as error:
+        raise failure(error, pipeline, settings, progress.phase) from error
+
+
+@contextmanager
+def one_run_at_a_time(settings: Settings, progress: Progress) -> Iterator[dlt.Pipeline]:
+    """The pipeline, while this run holds its locks (see locking.py): runs never interleave."""
+    wait = default_lock_wait() if settings.lock_wait is None else settings.lock_wait
+
+    def waiting(holder: str) -> None:
+        progress.phase = "waiting"
+        if progress.enabled:
+            message = f"waiting up to {wait:g} s for {holder} to finish…"
+            progress.console.print(message, highlight=False, soft_wrap=True)
+
+    pipelines_dir = settings.pipelines_dir or get_dlt_pipelines_dir()
+    with local_run_lock(pipelines_dir, settings.pipeline_name, wait, waiting):
         pipeline = make_pipeline(settings)
-        return transform(pipeline, settings)
-    except Exception as error:
-        raise RunError(
-            explain(
-                error,
-                destination=settings.destination,
-                duckdb_file=duckdb_path(settings),
-            )
-        ) from error
+        with destination_run_lock(pipeline, wait, waiting):
+            progress.phase = "starting"
+            yield pipeline
+
+
+def failure(
+    error: BaseException, pipeline: dlt.Pipeline | None, settings: Settings, phase: str
+) -> RunError | RunInterrupted:
+    """What to raise for whatever stopped a run: Ctrl-C says what state things are in."""
+    if was_interrupted(error):
+        return interruption(phase, pending=has_pending_data(pipeline), pipeline=pipeline)
+    if isinstance(error, RunLockedError):
+        return error  # raised before anything was touched
+    message = explain(
+        error,
+        destination=settings.destination,
+        duckdb_file=duckdb_path(settings),
+        pipelines_dir=pipeline.pipelines_dir if pipeline is not None else None,
+    )
+    if has_pending_data(pipeline) and not is_terminal_load_failure(error):
+        message += (
+            " The current-state tables are as the last complete run left them; the data "
+            "extracted so far waits in the pipeline's working folder, and the next run loads "
+            "it before anything else."
+        )
+    return RunError(message)
+
+
+def has_pending_data(pipeline: dlt.Pipeline | None) -> bool:
+    """Whether extracted data waits in the working folder to be normalized or loaded."""
+    try:
+        return pipeline is not None and pipeline.has_pending_data
+    except Exception:
+        return False
 
 
 def transform(pipeline: dlt.Pipeline, settings: Settings) -> list[TableChanges]:

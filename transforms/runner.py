@@ -158,6 +158,16 @@ def _existing_tables(client: Any, dialect: str) -> set[str]:
     return {str(row[0]) for row in rows or []}
 
 
+def _columns(client: Any, table: str) -> set[str]:
+    rows = client.execute_sql(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s",
+        SCHEMA,
+        table,
+    )
+    return {str(row[0]) for row in rows or []}
+
+
 def _changes(
     client: Any, table: str, building: str, existed: bool, columns: list[str]
 ) -> TableChanges:
@@ -167,7 +177,10 @@ def _changes(
     if not existed:
         deleted = client.execute_sql(f"SELECT COUNT(*) FROM {new_table} WHERE is_deleted")[0][0]
         return TableChanges(table, rows, rows, 0, deleted)
-    differs = " OR ".join(f"n.{c} IS DISTINCT FROM o.{c}" for c in columns if c not in BOOKKEEPING)
+    # A column Stripe added since the last rebuild is not in the old table: compare the rest.
+    before = _columns(client, table)
+    compared = [c for c in columns if c not in BOOKKEEPING and c in before]
+    differs = " OR ".join(f"n.{c} IS DISTINCT FROM o.{c}" for c in compared) or "FALSE"
     new, updated, deleted = client.execute_sql(
         f"""
         SELECT

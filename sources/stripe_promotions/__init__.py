@@ -440,7 +440,7 @@ def run_marker(resource: str, plan: Plan, stats: RunStats) -> Any:
     row = {
         "run_id": stats.run_id,
         "resource": resource,
-        "mode": "incremental" if resource == "events" else "full",
+        "mode": plan.mode,
         "server_time": (api.server_time if api else None) or plan.now,
         "requests": stats.requests,
         "rows": sum(stats.rows.values()),

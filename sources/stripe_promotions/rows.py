@@ -175,11 +175,12 @@ def observation_arrays(observations: Sequence[Observation]) -> dict[str, pa.Arra
 
 
 def _inferred(values: list[Any]) -> pa.Array:
-    """A column Stripe added after this code was written: Arrow infers its type."""
-    try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else str(v) for v in values], pa.string())
+    """A field Stripe added after this code was written: text (strings as they are, anything
+    else as JSON), so a later change of the field's type can never fail a load."""
+    return pa.array(
+        [None if v is None else v if isinstance(v, str) else json_text(v) for v in values],
+        pa.string(),
+    )
 
 
 def column_hints(columns: Mapping[str, str]) -> dict[str, TColumnSchema]:

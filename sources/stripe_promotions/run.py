@@ -65,6 +65,7 @@ class Plan:
     events_from: int | None  # re-read events created at or after this (None: first run)
     relist: tuple[str, ...]  # object types to list in full (events past retention)
     first_events: tuple[Page, Window | None] | None = None  # the request that read the clock
+    mode: str = "incremental"  # the run's mode, as asked
 
 
 class Connector:
@@ -120,7 +121,7 @@ class Planner:
             found = api.get(EVENTS_PATH, {"limit": 1}, what="events")
             now, first = (found[1] if found else int(time.time())), None
         if self.request.mode == "full":
-            return Plan(now, None, self.request.object_types)
+            return Plan(now, None, self.request.object_types, mode="full")
         if cursor is None:
             return Plan(now, None, ())
         horizon = now - (EVENT_RETENTION_SECONDS - RETENTION_MARGIN_SECONDS)
