@@ -9,7 +9,7 @@ from typing import Any
 from dlt.common.configuration.exceptions import ConfigFieldMissingException, LookupTraces
 from dlt.common.destination.exceptions import UnknownDestinationModule
 
-from sources.stripe_promotions import StripeSourceError
+from sources.stripe_promotions import StripeApiError, StripeSourceError, StripeUnreachableError
 from transforms import TransformError
 
 KEY_PATTERN = re.compile(r"\b(sk|rk)_(test|live)_[0-9A-Za-z]{4,}")
@@ -217,3 +217,14 @@ def scrub(text: str) -> str:
             text = text.replace(key, key[:8] + "…")
     text = KEY_PATTERN.sub(lambda m: m.group(0)[:8] + "…", text)
     return URL_PASSWORD.sub(r"\1***@", text)
+
+
+def is_permanent(error: BaseException) -> bool:
+    """A failure retrying cannot fix (a key Stripe refuses, missing configuration); the network,
+    Stripe's or the destination's hiccups are worth an orchestrator's next attempt."""
+    for cause in root_causes(error):
+        if isinstance(cause, StripeUnreachableError | StripeApiError):
+            return False
+        if isinstance(cause, StripeSourceError | ConfigFieldMissingException):
+            return True
+    return False

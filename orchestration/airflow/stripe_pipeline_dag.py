@@ -58,19 +58,15 @@ import pendulum
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.extract.source import DltSource
 from dlt.helpers.airflow_helper import PipelineTasksGroup
 
 from sources.stripe_promotions import (
-    StripeApiError,
-    StripeSourceError,
-    StripeUnreachableError,
     SyncRequest,
     stripe_source,
 )
 from stripe_sync import RunError, Settings, make_pipeline
-from stripe_sync.errors import explain, root_causes
+from stripe_sync.errors import explain, is_permanent
 from transforms import run_transforms
 
 DAG_ID = "stripe_pipeline"
@@ -104,17 +100,6 @@ def explained(run: Callable[[], None]) -> Callable[[], None]:
             raise RunError(message) from error
 
     return run_explained
-
-
-def is_permanent(error: BaseException) -> bool:
-    """A failure retrying cannot fix (a key Stripe refuses, missing configuration); the network,
-    Stripe's or the destination's hiccups are worth the next attempt."""
-    for cause in root_causes(error):
-        if isinstance(cause, StripeUnreachableError | StripeApiError):
-            return False
-        if isinstance(cause, StripeSourceError | ConfigFieldMissingException):
-            return True
-    return False
 
 
 def explain_failure(error: BaseException) -> str:

@@ -46,19 +46,15 @@ import dlt
 from dagster._core.definitions.metadata.table import TableSchema
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.schema import Schema
 from dlt.extract.source import DltSource
 
 from sources.stripe_promotions import (
-    StripeApiError,
-    StripeSourceError,
-    StripeUnreachableError,
     SyncRequest,
     stripe_source,
 )
 from stripe_sync import Settings, make_pipeline
-from stripe_sync.errors import explain, root_causes
+from stripe_sync.errors import explain, is_permanent
 from transforms import run_transforms
 from transforms.runner import TABLES
 
@@ -136,17 +132,6 @@ def load_raw(
             description=explain_failure(error, pipeline, settings),
             allow_retries=not is_permanent(error),
         ) from error
-
-
-def is_permanent(error: BaseException) -> bool:
-    """A failure retrying cannot fix (a key Stripe refuses, missing configuration); the network,
-    Stripe's or the destination's hiccups are worth the retry policy's next attempt."""
-    for cause in root_causes(error):
-        if isinstance(cause, StripeUnreachableError | StripeApiError):
-            return False
-        if isinstance(cause, StripeSourceError | ConfigFieldMissingException):
-            return True
-    return False
 
 
 def explain_failure(error: BaseException, pipeline: dlt.Pipeline, settings: Settings) -> str:
