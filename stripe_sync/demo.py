@@ -8,6 +8,7 @@ the current-state tables, deleted rows included.
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,8 @@ QUERIES = {
 
 def run_demo(settings: Settings, console: Console | None = None) -> None:
     """Seed, load, change, load again, show."""
-    out = console or Console()
+    # Not a terminal (a log, CI): wide enough for the tables instead of rich's 80 columns.
+    out = console or Console(width=None if sys.stdout.isatty() else 132)
     with serve() as emulator:
         counts = emulator.account.seed(preset="demo")
         demo = Settings(
@@ -57,7 +59,7 @@ def run_demo(settings: Settings, console: Console | None = None) -> None:
             f"products, {counts['promotion_codes']} promotion codes, some archived, "
             "deactivated, redeemed, expired and deleted already."
         )
-        out.print(summary(run_sync(SyncRequest(), demo)), highlight=False)
+        out.print(summary(run_sync(SyncRequest(), demo)), highlight=False, soft_wrap=True)
 
         out.rule("2. Change things in Stripe")
         client = stripe.StripeClient(DEMO_KEY, base_addresses={"api": emulator.url})
@@ -65,7 +67,7 @@ def run_demo(settings: Settings, console: Console | None = None) -> None:
             out.print(f"  • {change}", highlight=False)
 
         out.rule("3. Load again: updates and deletions arrive through Stripe's events")
-        out.print(summary(run_sync(SyncRequest(), demo)), highlight=False)
+        out.print(summary(run_sync(SyncRequest(), demo)), highlight=False, soft_wrap=True)
 
         out.rule("4. The current-state tables (schema stripe)")
         show_tables(make_pipeline(demo), out)
