@@ -1,6 +1,6 @@
 -- Shared by every current-state table: the runner puts this in front of <table>.sql, with
 -- {object_type} and {raw_table} filled in. It yields `current_state`: the newest observation
--- of each object plus whether, when and how it was deleted.
+-- of each object, whether, when and how it was deleted, and when and how we last saw it.
 
 WITH ranked AS (
     -- Every observation of an object (listed, retrieved, from an event or a batch), newest
@@ -76,17 +76,24 @@ current_state AS (
     SELECT
         v.* EXCLUDE (
             tombstone_wins, missing_from_listing, tombstone_deleted_at, tombstone_source,
-            tombstone_reason, listing_started_at
+            tombstone_reason, listing_started_at,
+            _observed_at, _observed_order, _observed_via, _observation_key, _api_version
         ),
         v.tombstone_wins OR v.missing_from_listing AS is_deleted,
-        CASE
-            WHEN v.tombstone_wins THEN v.tombstone_deleted_at
-            WHEN v.missing_from_listing THEN v.listing_started_at
-        END AS deleted_epoch,
+        CAST(
+            to_timestamp(
+                CASE
+                    WHEN v.tombstone_wins THEN v.tombstone_deleted_at
+                    WHEN v.missing_from_listing THEN v.listing_started_at
+                END
+            ) AS TIMESTAMPTZ
+        ) AS deleted_at,
         CASE
             WHEN v.tombstone_wins THEN v.tombstone_source
             WHEN v.missing_from_listing THEN 'full_listing'
         END AS deletion_source,
-        CASE WHEN v.tombstone_wins THEN v.tombstone_reason END AS deletion_reason
+        CASE WHEN v.tombstone_wins THEN v.tombstone_reason END AS deletion_reason,
+        CAST(to_timestamp(v._observed_at) AS TIMESTAMPTZ) AS synced_at,
+        v._observed_via AS observed_via
     FROM verdicts AS v
 )

@@ -2,10 +2,7 @@
 -- `current_state` comes from _current_state.sql. Written in DuckDB's dialect: the runner
 -- expands `*` from the raw table's columns (fields Stripe adds appear here too) and transpiles.
 SELECT
-    c.* EXCLUDE (
-        deleted_epoch, synced_until,
-        _observed_at, _observed_order, _observed_via, _observation_key, _api_version
-    ) REPLACE (
+    c.* EXCLUDE (synced_until) REPLACE (
         CAST(to_timestamp(c.created) AS TIMESTAMPTZ) AS created,
         CAST(to_timestamp(c.redeem_by) AS TIMESTAMPTZ) AS redeem_by,
         -- `valid` as of the last sync: Stripe flips it without an event when redeem_by passes.
@@ -18,7 +15,6 @@ SELECT
         ) AS valid
     ),
     'coupon' AS object,
-    CAST(to_timestamp(c.deleted_epoch) AS TIMESTAMPTZ) AS deleted_at,
     COALESCE(c.redeem_by <= c.synced_until, FALSE) AS is_expired,
     CASE WHEN c.percent_off IS NOT NULL THEN 'percent' ELSE 'amount' END AS discount_type,
     -- amount_off counts the currency's minor unit: JPY and friends have none, KWD three.
@@ -38,7 +34,5 @@ SELECT
             THEN 'exhausted'
         WHEN c.valid THEN 'valid'
         ELSE 'invalid'
-    END AS status,
-    CAST(to_timestamp(c._observed_at) AS TIMESTAMPTZ) AS synced_at,
-    c._observed_via AS observed_via
+    END AS status
 FROM current_state AS c
