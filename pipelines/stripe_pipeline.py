@@ -15,6 +15,7 @@ from sources.stripe_promotions.batch import read_batch_file, validate_batch
 from stripe_sync import RunError, Settings, run_sync, run_transforms_only, summary
 from stripe_sync.demo import run_demo
 from stripe_sync.errors import RunInterrupted
+from stripe_sync.tuning import skip_airflow_secrets
 
 TYPES = ("coupon", "product", "promotion_code")
 
@@ -79,6 +80,7 @@ def request_for(args: argparse.Namespace) -> SyncRequest:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; print a summary, or a message saying what to fix."""
     args = parse_args(argv)
+    skip_airflow_secrets()
     settings = Settings(
         destination=args.destination, api_base=args.api_base, progress=not args.quiet
     )

@@ -27,6 +27,7 @@ from .errors import (
 )
 from .locking import RunLockedError, default_lock_wait, destination_run_lock, local_run_lock
 from .progress import Progress
+from .tuning import apply_duckdb_defaults
 
 PIPELINE_NAME = "stripe_pipeline"
 DATASET_NAME = "stripe_raw"
@@ -76,6 +77,8 @@ class RunResult:
 def make_pipeline(settings: Settings) -> dlt.Pipeline:
     """The dlt pipeline `stripe_pipeline` loading into dataset `stripe_raw`."""
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    if settings.destination == "duckdb":
+        apply_duckdb_defaults()
     if settings.destination == "duckdb" and Path(duckdb_path(settings)).stem == "stripe":
         raise RunError(
             f"Name the DuckDB file something other than {duckdb_path(settings)!r}: DuckDB names "

@@ -12,6 +12,7 @@ import stripe
 
 from stripe_emulator.server import EmulatorServer
 from stripe_sync import Settings
+from stripe_sync.tuning import DUCKDB_GLOBAL_CONFIG
 from tests.support import TEST_KEY, Warehouse
 
 pytest_plugins = ["stripe_emulator.pytest_plugin"]
@@ -55,7 +56,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
     monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
     monkeypatch.setenv("STRIPE_API_KEY", TEST_KEY)
-    for name in ("SOURCES__STRIPE__API_KEY", "SOURCES__STRIPE__API_BASE"):
+    for name in ("SOURCES__STRIPE__API_KEY", "SOURCES__STRIPE__API_BASE", DUCKDB_GLOBAL_CONFIG):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
 

@@ -31,7 +31,7 @@ from .client import (
     now_ms,
 )
 from .observations import EventBatch, plain_table, table_hints, tombstone
-from .rows import Observation, canonical, object_table_hints, to_table
+from .rows import Observation, object_table_hints, objects_table
 from .run import Connector, Plan, Planner, RunStats, SyncRequest, parse_start_date
 from .settings import (
     API_VERSION,
@@ -122,7 +122,7 @@ def raw_tables() -> DltResource:
         if state.get("created"):
             return
         for object_type in OBJECT_TYPES.values():
-            yield routed(to_table(object_type.name, [], []), object_type.table)
+            yield routed(objects_table(object_type.name, []), object_type.table)
         for table_name in ("events", "deletions", "full_listings", "sync_runs"):
             yield with_table(table_name, [])
         state["created"] = True
@@ -267,13 +267,13 @@ def retrieved(
         pages = list(pool.map(lambda i: api.retrieve(object_type.path, i, object_type.expand), ids))
     found = [(p.objects[0], p) for p in pages if p.objects]
     if found:
-        rows = [canonical(object_type.name, obj) for obj, _ in found]
-        seen = [
-            Observation(p.server_time, "retrieve", "retrieve", p.received_ms, api.api_version)
-            for _, p in found
+        version = api.api_version
+        chunks = [
+            (Observation(p.server_time, "retrieve", "retrieve", p.received_ms, version), [obj])
+            for obj, p in found
         ]
-        stats.rows[f"{object_type.table}/retrieve"] += len(rows)
-        yield routed(to_table(object_type.name, rows, seen), object_type.table)
+        stats.rows[f"{object_type.table}/retrieve"] += len(chunks)
+        yield routed(objects_table(object_type.name, chunks), object_type.table)
     missing = [(i, p) for i, p in zip(ids, pages, strict=True) if not p.objects]
     if missing:
         stones = [
@@ -304,7 +304,8 @@ def batch(
         now = estimated_stripe_time()
         run_order = now_ms() * EVENT_POSITIONS
         changes = EventBatch("batch")
-        rows, seen, stones = [], [], []
+        chunks: list[tuple[Observation, list[Mapping[str, Any]]]] = []
+        stones = []
         for position, item in enumerate(checked):
             if item.get("object") == "event":
                 # Saved webhooks run oldest first: a later item is a newer event.
@@ -322,10 +323,10 @@ def batch(
             else:
                 # A bare object counts as observed now; a product carries its own `updated`.
                 observed = int(item.get("updated") or now)
-                rows.append(canonical(object_type.name, item))
-                seen.append(Observation(observed, "batch", f"batch:{observed}", now_ms()))
-        if rows:
-            yield routed(to_table(object_type.name, rows, seen), object_type.table)
+                seen = Observation(observed, "batch", f"batch:{observed}", now_ms())
+                chunks.append((seen, [item]))
+        if chunks:
+            yield routed(objects_table(object_type.name, chunks), object_type.table)
         for table_name, table in changes.tables():
             yield routed(table, table_name)
         if stones:
@@ -389,21 +390,22 @@ def list_params(object_type: ObjectType) -> dict[str, Any]:
 def observed_tables(
     object_type: ObjectType, pages: Iterable[Page], via: str, version: str, stats: RunStats
 ) -> Iterator[pa.Table]:
-    """Pages as Arrow tables of up to ROWS_PER_TABLE rows, each row with its observation."""
-    rows: list[dict[str, Any]] = []
-    seen: list[Observation] = []
+    """Pages as Arrow tables of about ROWS_PER_TABLE rows, each row with its observation."""
+    chunks: list[tuple[Observation, list[dict[str, Any]]]] = []
+    rows = 0
     counter = f"{object_type.table}/{via}"
     for page in pages:
+        if not page.objects:
+            continue
         observation = Observation(page.server_time, via, via, page.received_ms, version)
-        for obj in page.objects:
-            rows.append(canonical(object_type.name, obj))
-            seen.append(observation)
+        chunks.append((observation, page.objects))
+        rows += len(page.objects)
         stats.rows[counter] += len(page.objects)
-        if len(rows) >= ROWS_PER_TABLE:
-            yield to_table(object_type.name, rows, seen)
-            rows, seen = [], []
-    if rows:
-        yield to_table(object_type.name, rows, seen)
+        if rows >= ROWS_PER_TABLE:
+            yield objects_table(object_type.name, chunks)
+            chunks, rows = [], 0
+    if chunks:
+        yield objects_table(object_type.name, chunks)
 
 
 def object_hints(object_type: ObjectType) -> Any:

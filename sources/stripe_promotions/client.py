@@ -1,8 +1,8 @@
 """HTTP and paging mechanics: one Stripe client per run, rate-limited, retrying, parallel.
 
-Pages come back as plain JSON (`raw_request`): no `StripeObject`s are built (see
-benchmarks/RESULTS.md for the measurement). Errors become `StripeSourceError`s whose
-messages say what to fix and never contain the API key.
+Pages come back as plain JSON (urllib3, parsed by orjson): no `StripeObject`s, not even the
+SDK's `raw_request` (see benchmarks/RESULTS.md for the measurement). Errors become
+`StripeSourceError`s whose messages say what to fix and never contain the API key.
 """
 
 from __future__ import annotations
@@ -13,13 +13,18 @@ import random
 import re
 import threading
 import time
+import urllib.request
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
+import orjson
 import stripe
+import urllib3
 
 from .settings import (
     API_VERSION,
@@ -104,13 +109,26 @@ def check_api_base(url: str) -> str:
 
 
 class RateLimiter:
-    """Spaces requests evenly at `rate` per second, shared by every thread of a run."""
+    """At most `rate` requests in any second, evenly spaced, shared by every thread of a run.
+
+    Slots are handed out `interval` apart. Stripe counts requests in any one-second window,
+    and a thread may leave its slot late (waiting for the GIL while other threads work), which
+    would bunch it up with the requests after it; so the limiter also remembers when the last
+    `rate` requests really left and lets one go only once the oldest of them is more than
+    WINDOW_SECONDS old. After a 429 the spacing grows by a quarter (once a second at most:
+    the 429s of one burst are one signal), and each request that gets through shrinks it
+    back towards `1 / rate`: a stray 429 costs little, and a key shared with other clients
+    settles at the rate it can have.
+    """
 
     def __init__(self, rate: float) -> None:
         if rate <= 0:
             raise StripeSourceError(f"max_requests_per_second must be positive, not {rate}")
-        self.interval = 1.0 / rate
+        self.rate = rate
+        self.interval = self._fastest = 1.0 / rate
         self._next = 0.0
+        self._slowed_at = -math.inf
+        self._sent: deque[float] = deque(maxlen=max(1, math.floor(rate)))
         self._lock = threading.Lock()
 
     def acquire(self) -> None:
@@ -121,11 +139,38 @@ class RateLimiter:
             self._next = slot + self.interval
         if slot > now:
             time.sleep(slot - now)
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                sent = self._sent
+                wait = sent[0] + WINDOW_SECONDS - now if len(sent) == sent.maxlen else 0.0
+                if wait <= 0:
+                    sent.append(now)
+                    return
+            time.sleep(wait)
 
-    def slow_down(self, seconds: float) -> None:
-        """After a 429: nobody sends for a while."""
+    def succeeded(self) -> None:
+        """A request got through: back towards the full rate."""
+        if self.interval > self._fastest:
+            with self._lock:
+                self.interval = max(self._fastest, self.interval * RECOVERY)
+
+    def rate_limited(self) -> None:
+        """A 429: slow everyone down."""
         with self._lock:
-            self._next = max(self._next, time.monotonic() + seconds)
+            now = time.monotonic()
+            if now - self._slowed_at >= 1.0:
+                self._slowed_at = now
+                self.interval = min(self._fastest * 10, self.interval * 1.25)
+            self._next = max(self._next, now + self.interval)
+
+
+# A request that gets through after a 429 shrinks the spacing by this factor (about 22
+# requests undo one 429).
+RECOVERY = 0.99
+# The window the rate limit counts in, plus a margin for the time a request takes from the
+# limiter to Stripe.
+WINDOW_SECONDS = 1.01
 
 
 @dataclass
@@ -146,10 +191,30 @@ class Window:
     high: int | None
     after: str | None = None
     seen_at_high: set[str] = field(default_factory=set)
+    # Objects per second of `created` where this window was last read (0: not known yet).
+    density: float = 0.0
+    # `low` is the listing's own bound: where its objects really stop is not known yet.
+    open_bottom: bool = False
+    # `density` was read from this window's own page, not inherited from the window it was
+    # cut from: only then is the window cut again.
+    measured: bool = False
+
+    def pages(self, page_size: int) -> float:
+        """How many pages are expected to remain, if objects keep the density last seen."""
+        if self.low is None or self.high is None:
+            return 0.0
+        return self.density * (self.high - self.low + 1) / page_size
 
 
 class StripeApi:
-    """A read-only Stripe client for one run: pinned version, rate limit, retries."""
+    """A read-only Stripe client for one run: pinned version, rate limit, retries.
+
+    Requests go through one thread-safe urllib3 pool; bodies are parsed by orjson into plain
+    dicts and lists. The `stripe` SDK's `raw_request` cost 2 ms of CPU per page of 100 (it
+    parses into `OrderedDict`s) and its `StripeObject`s 14 ms; this path costs 0.35 ms (see
+    benchmarks/RESULTS.md). Answers are read as the SDK reads them: the same statuses are
+    retried, and errors carry Stripe's own message and request id.
+    """
 
     def __init__(
         self,
@@ -173,17 +238,22 @@ class StripeApi:
             raise StripeSourceError(f"page_size must be between 1 and 100, not {page_size}")
         self.page_size = page_size
         self.max_workers = max_workers or max(2, min(32, math.ceil(self.rate * 0.35)))
-        self._client = stripe.StripeClient(
-            self._key,
-            base_addresses={"api": self.api_base},
-            stripe_version=api_version,
-            max_network_retries=0,
-            http_client=stripe.RequestsClient(timeout=(10, REQUEST_TIMEOUT_SECONDS)),
-        )
+        self._headers = {
+            "Authorization": f"Bearer {self._key}",
+            "Stripe-Version": api_version,
+            "User-Agent": USER_AGENT,
+            "Accept-Encoding": "gzip, deflate",
+        }
+        # Listings in parallel and retrievals each use up to max_workers connections.
+        self._http = _pool(self.api_base, 4 * self.max_workers + 4)
         self._lock = threading.Lock()
+        self._listings = 0  # parallel listings under way
         self.requests_made = 0
         self.retries = 0
         self.server_time: int | None = None
+        # Seconds a request takes once sent (moving average): with the rate, how many
+        # requests must be under way to keep the rate limit busy.
+        self.latency = 0.0
         self._on_request = on_request
 
     def __repr__(self) -> str:
@@ -192,44 +262,58 @@ class StripeApi:
     # -- single requests -----------------------------------------------------------------------
     def get(self, path: str, params: Mapping[str, Any], *, what: str) -> tuple[Any, int] | None:
         """GET with retries: (parsed JSON, server time), or None for a 404."""
+        query = urlencode(_encode(params))
+        url = f"{self.api_base}{path}?{query}" if query else f"{self.api_base}{path}"
         for attempt in range(1, self.max_attempts + 1):
             self.limiter.acquire()
             self._count()
+            sent = time.monotonic()
             try:
-                response = self._client.raw_request("get", path, **params)
-            except stripe.InvalidRequestError as error:
-                if error.http_status == 404:
+                body, date = self._send(url)
+            except _Failure as failure:
+                if failure.kind == "invalid" and failure.status == 404:
                     return None
-                raise StripeApiError(
-                    f"Stripe rejected the request for {what}: {_why(error)}"
-                ) from None
-            except stripe.AuthenticationError as error:
-                raise StripeAuthError(
-                    f"Stripe refused the API key {redact_key(self._key)} (401): {_why(error)} "
-                    "Check that the key is current and belongs to this account."
-                ) from None
-            except stripe.PermissionError:
-                raise StripePermissionError(
-                    f"The API key {redact_key(self._key)} may not read {what} (403). Use a "
-                    "secret key, or a restricted key with read access to Coupons, Products, "
-                    "Promotion codes and Events."
-                ) from None
-            except (stripe.RateLimitError, stripe.APIError, stripe.APIConnectionError) as error:
+                if failure.kind not in RETRIED:
+                    raise self._refused(failure, what) from None
                 if attempt == self.max_attempts:
-                    raise self._exhausted(error, what) from None
-                self._back_off(attempt, error)
+                    raise self._exhausted(failure, what) from None
+                self._back_off(attempt, failure)
                 continue
-            except stripe.StripeError as error:
-                raise StripeApiError(
-                    f"Stripe answered an error for {what}: {_why(error)}"
-                ) from None
-            return response.data, self._note_time(response.headers.get("Date"))
+            self.limiter.succeeded()
+            took = time.monotonic() - sent
+            self.latency = took if not self.latency else 0.8 * self.latency + 0.2 * took
+            return body, self._note_time(date)
         raise AssertionError("unreachable")
+
+    def _send(self, url: str) -> tuple[Any, str | None]:
+        """One GET: the parsed body and the Date header, or a `_Failure` saying what went wrong."""
+        try:
+            response = self._http.request("GET", url, headers=self._headers)
+        except urllib3.exceptions.HTTPError as failed:  # refused, dropped, timed out
+            raise _Failure("connection", message=type(failed).__name__) from None
+        status, headers = response.status, response.headers
+        request_id = headers.get("Request-Id")
+        try:
+            body = orjson.loads(response.data)
+        except orjson.JSONDecodeError:
+            raise _Failure(
+                "server", status, f"Invalid response body from API (HTTP {status})", request_id
+            ) from None
+        if 200 <= status < 300:
+            return body, headers.get("Date")
+        error = body.get("error") if isinstance(body, dict) else None
+        if not isinstance(error, dict):
+            raise _Failure("server", status, f"Invalid error object (HTTP {status})", request_id)
+        message = error.get("message")
+        if status == 429 or (status == 400 and error.get("code") == "rate_limit"):
+            raise _Failure("rate_limit", status, message, request_id)
+        kinds = {400: "invalid", 404: "invalid", 401: "auth", 402: "other", 403: "permission"}
+        raise _Failure(kinds.get(status, "server"), status, message, request_id)
 
     def retrieve(self, path: str, object_id: str, expand: tuple[str, ...] = ()) -> Page:
         """One object by id; an empty page when Stripe says it does not exist."""
         params: dict[str, Any] = {"expand": list(expand)} if expand else {}
-        found = self.get(f"{path}/{object_id}", params, what=f"{object_id!r}")
+        found = self.get(f"{path}/{quote(object_id, safe='')}", params, what=f"{object_id!r}")
         if found is None:
             return Page([], False, self.server_time or int(time.time()))
         body, server_time = found
@@ -251,30 +335,47 @@ class StripeApi:
             self.server_time = max(self.server_time or moment, moment)
         return moment
 
-    def _back_off(self, attempt: int, error: stripe.StripeError) -> None:
+    def _back_off(self, attempt: int, failure: _Failure) -> None:
         with self._lock:
             self.retries += 1
         delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-        if isinstance(error, stripe.RateLimitError):
-            self.limiter.slow_down(delay)
+        if failure.kind == "rate_limit":
+            self.limiter.rate_limited()
         time.sleep(delay)
 
-    def _exhausted(self, error: stripe.StripeError, what: str) -> StripeSourceError:
+    def _refused(self, failure: _Failure, what: str) -> StripeSourceError:
+        """An answer that retrying will not change."""
+        if failure.kind == "auth":
+            return StripeAuthError(
+                f"Stripe refused the API key {redact_key(self._key)} (401): {failure.why()} "
+                "Check that the key is current and belongs to this account."
+            )
+        if failure.kind == "permission":
+            return StripePermissionError(
+                f"The API key {redact_key(self._key)} may not read {what} (403). Use a "
+                "secret key, or a restricted key with read access to Coupons, Products, "
+                "Promotion codes and Events."
+            )
+        if failure.kind == "invalid":
+            return StripeApiError(f"Stripe rejected the request for {what}: {failure.why()}")
+        return StripeApiError(f"Stripe answered an error for {what}: {failure.why()}")
+
+    def _exhausted(self, failure: _Failure, what: str) -> StripeSourceError:
         tries = f"after {self.max_attempts} attempts"
-        if isinstance(error, stripe.APIConnectionError):
+        if failure.kind == "connection":
             return StripeUnreachableError(
                 f"Cannot reach Stripe at {self.api_base} {tries} while reading {what}. Check "
                 "the network and the base URL (--api-base / SOURCES__STRIPE__API_BASE), then "
                 "run again: nothing was lost, the next run resumes."
             )
-        if isinstance(error, stripe.RateLimitError):
+        if failure.kind == "rate_limit":
             return StripeApiError(
                 f"Stripe kept rate-limiting (429) {tries} while reading {what}. Lower "
                 "max_requests_per_second, then run again: the next run resumes."
             )
         return StripeApiError(
-            f"Stripe kept failing ({error.http_status}) {tries} while reading {what}: "
-            f"{_why(error)} Run again later: the next run resumes."
+            f"Stripe kept failing ({failure.status}) {tries} while reading {what}: "
+            f"{failure.why()} Run again later: the next run resumes."
         )
 
     # -- listing ---------------------------------------------------------------------------------
@@ -291,8 +392,8 @@ class StripeApi:
         """Every object with `low <= created <= high`, as pages in completion order.
 
         The newest page comes first (or `first`, fetched earlier with `first_page`); if more
-        follow, the rest of the range is cut into windows fetched in parallel, and a window
-        that turns out dense is cut again.
+        follow, the rest of the range is cut into windows fetched in parallel, and whenever a
+        worker is idle the window expected to take longest is cut again (see `_share`).
         """
         base = dict(params or {})
         workers = self.max_workers if parallel else 1
@@ -302,19 +403,33 @@ class StripeApi:
         yield page
         if rest is None:
             return
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stripe") as pool:
-            running: set[Future[tuple[Page, Window | None]]] = set()
+        with self._listing(), ThreadPoolExecutor(workers, thread_name_prefix="stripe") as pool:
+            running: dict[Future[tuple[Page, Window | None]], tuple[Window, int | None]] = {}
             windows = [rest]
             while windows or running:
-                for window in _split_all(windows, workers - len(running)):
-                    running.add(pool.submit(self._fetch, path, base, window))
+                fetched = [window for window, _ in running.values()]
+                for window in self._share(windows, fetched, workers):
+                    future = pool.submit(self._fetch, path, base, window)
+                    running[future] = (window, window.low)
                 windows = []
-                done, running = wait(running, return_when=FIRST_COMPLETED)
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    page, remaining = future.result()
+                    window, asked_low = running.pop(future)
+                    page, remaining = _clip(*future.result(), window, asked_low)
                     if remaining is not None:
                         windows.append(remaining)
                     yield page
+
+    @contextmanager
+    def _listing(self) -> Iterator[None]:
+        """Count the listings under way: they share the rate limit."""
+        with self._lock:
+            self._listings += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._listings -= 1
 
     def first_page(
         self,
@@ -325,73 +440,197 @@ class StripeApi:
         params: Mapping[str, Any] | None = None,
     ) -> tuple[Page, Window | None]:
         """The newest page of a listing, and the window that remains after it."""
-        return self._fetch(path, dict(params or {}), Window(max(low or 0, STRIPE_EPOCH), high))
+        window = Window(max(low or 0, STRIPE_EPOCH), high, open_bottom=True)
+        return self._fetch(path, dict(params or {}), window)
 
     def _fetch(
         self, path: str, base: Mapping[str, Any], window: Window
     ) -> tuple[Page, Window | None]:
         """One page of a window, and what remains of the window after it."""
-        created = {k: v for k, v in (("gte", window.low), ("lte", window.high)) if v is not None}
+        low, high, after, seen = window.low, window.high, window.after, window.seen_at_high
+        created = {k: v for k, v in (("gte", low), ("lte", high)) if v is not None}
         params: dict[str, Any] = {**base, "limit": self.page_size}
         if created:
             params["created"] = created
-        if window.after:
-            params["starting_after"] = window.after
+        if after:
+            params["starting_after"] = after
         found = self.get(path, params, what=f"{path} (created {created or 'any'})")
         if found is None:
             # The cursor object was deleted while we paged: restart the window at its second,
             # skipping the objects of that second we already have.
             return Page([], True, self.server_time or 0), Window(
-                window.low, window.high, None, window.seen_at_high
+                low, high, None, seen, window.density, window.open_bottom
             )
         body, server_time = found
-        objects = [o for o in body["data"] if o["id"] not in window.seen_at_high]
+        data = body["data"]
+        objects = [o for o in data if o["id"] not in seen] if seen else data
         page = Page(objects, bool(body["has_more"]), server_time)
-        if not body["has_more"] or not body["data"]:
+        if not body["has_more"] or not data:
             return page, None
-        last = body["data"][-1]
-        same_second = {o["id"] for o in body["data"] if o["created"] == last["created"]}
-        if window.high is not None and last["created"] == window.high:
-            same_second |= window.seen_at_high
-        return page, Window(window.low, last["created"], last["id"], same_second)
+        last = data[-1]["created"]
+        same_second = {o["id"] for o in data if o["created"] == last}
+        if high is not None and last == high:
+            same_second |= seen
+        # Objects per second where this page was read: what the rest is expected to hold.
+        density = len(data) / max(1, data[0]["created"] - last)
+        rest = Window(low, last, data[-1]["id"], same_second, density, window.open_bottom, True)
+        return page, rest
+
+    def _share(self, windows: list[Window], running: list[Window], workers: int) -> list[Window]:
+        """The windows to fetch next: `windows`, plus parts cut off big ones for idle workers.
+
+        Enough windows keep the rate limit busy: its share for this listing (the listings
+        under way share it) times the latency, with a margin. Every window ends in a
+        part-filled page, so a cut costs a request: beyond that count, a window is only cut
+        when it would hold up the end of the listing, i.e. it holds more than twice its share
+        of the pages expected. A window whose bottom is the listing's own bound is cut in parts
+        growing 4x towards the bottom, since its objects may stop anywhere; any other in equal
+        parts. Only windows whose density was read from their own page are cut, and not below
+        MIN_WINDOW_PAGES.
+        """
+        out = list(windows)
+        spare = workers - len(running) - len(out)
+        if spare <= 0:
+            return out
+        size = self.page_size
+        share = self.rate / max(1, self._listings)
+        busy = max(1, min(workers, math.ceil(share * self.latency * 1.25) + 2))
+        every = [*out, *running]
+        expected = sum(w.pages(size) for w in every if not w.open_bottom)
+        target = max(MIN_WINDOW_PAGES, expected / busy)
+        candidates = [
+            w
+            for w in every
+            if w.low is not None
+            and w.high is not None
+            and w.high > w.low
+            and w.measured
+            and (w.open_bottom or w.pages(size) >= 2 * MIN_WINDOW_PAGES)
+        ]
+        while spare > 0 and candidates:
+            if len(every) < busy:
+                biggest = max(candidates, key=lambda w: (w.open_bottom, w.pages(size)))
+                parts = busy - len(every) + 1
+            else:
+                biggest = max(candidates, key=lambda w: (not w.open_bottom, w.pages(size)))
+                if biggest.open_bottom or biggest.pages(size) <= 2 * target:
+                    break
+                parts = math.ceil(biggest.pages(size) / target)
+            candidates.remove(biggest)
+            new = _cut(biggest, min(parts, spare + 1), target * size / biggest.density)
+            out.extend(new)
+            every.extend(new)
+            spare -= len(new)
+        return out
 
 
-def _split_all(windows: list[Window], idle: int) -> list[Window]:
-    """Hand idle workers a share of the remaining windows by cutting the widest ones."""
-    out = list(windows)
-    spare = idle - len(out)
-    while spare > 0:
-        widest = max(
-            (w for w in out if w.low is not None and w.high is not None and w.high - w.low >= 2),
-            key=lambda w: (w.high or 0) - (w.low or 0),
-            default=None,
-        )
-        if widest is None:
-            break
-        parts = _split(widest, spare)
-        if len(parts) == 1:
-            break
-        out.remove(widest)
-        out.extend(parts)
-        spare = idle - len(out)
-    return out
+# Windows are not cut into parts expected to hold fewer pages than this.
+MIN_WINDOW_PAGES = 2.0
 
 
-def _split(window: Window, idle: int) -> list[Window]:
-    """Cut the rest of a window into up to `idle + 1` parts when it spans enough seconds."""
-    if idle <= 0 or window.low is None or window.high is None or window.high - window.low < 2:
-        return [window]
-    parts = min(idle + 1, window.high - window.low)
-    step = (window.high - window.low) / parts
-    bounds = [window.low + round(step * i) for i in range(parts + 1)]
-    windows = [Window(bounds[i], bounds[i + 1] - 1) for i in range(parts - 1)]
-    # The newest part keeps the cursor, which sits in its top second.
-    windows.append(Window(bounds[parts - 1], window.high, window.after, window.seen_at_high))
-    return windows
+def _cut(window: Window, parts: int, width: float) -> list[Window]:
+    """Cut a window into up to `parts` parts; return the new ones (the window keeps the top).
+
+    The window keeps its top part and its cursor, which sits in its top second, so a window
+    being fetched can be cut too. An open-bottom window is cut from the top in parts 1, 4,
+    16... times `width` seconds, the last part reaching down to its bottom; any other in
+    equal parts.
+    """
+    assert window.low is not None and window.high is not None
+    span = window.high - window.low + 1
+    if window.open_bottom:
+        cuts: list[int] = []
+        step, edge = max(1.0, width), float(window.high + 1)
+        while len(cuts) < parts - 1 and edge - step > window.low:
+            edge -= step
+            cuts.append(round(edge))
+            step *= 4
+    else:
+        parts = min(parts, span)
+        cuts = [window.high + 1 - round(span * i / parts) for i in range(1, parts)]
+    inside = {cut for cut in cuts if window.low < cut <= window.high}
+    bounds = [*sorted(inside, reverse=True), window.low]
+    if len(bounds) < 2:
+        return []
+    new = [
+        Window(bounds[i + 1], bounds[i] - 1, density=window.density) for i in range(len(bounds) - 1)
+    ]
+    new[-1].open_bottom = window.open_bottom
+    window.low, window.open_bottom = bounds[0], False
+    return new
 
 
-def _why(error: stripe.StripeError) -> str:
-    """Stripe's own message for an error, with the request id for support."""
-    message = error.user_message or str(error) or type(error).__name__
-    request_id = getattr(error, "request_id", None)
-    return f"{message.rstrip('.')}." + (f" (request {request_id})" if request_id else "")
+def _clip(
+    page: Page, rest: Window | None, window: Window, asked_low: int | None
+) -> tuple[Page, Window | None]:
+    """A page of a window whose bottom was cut off while it was fetched: drop what is below."""
+    low = window.low
+    if low is None or asked_low is None or low <= asked_low:
+        if rest is not None:
+            rest.open_bottom = window.open_bottom
+        return page, rest
+    page.objects = [o for o in page.objects if o["created"] >= low]
+    if rest is None or rest.high is None or rest.high < low:
+        return page, None
+    rest.low, rest.open_bottom = low, window.open_bottom
+    return page, rest
+
+
+USER_AGENT = f"stripe-promotions-pipeline (urllib3/{urllib3.__version__})"  # type: ignore[attr-defined]
+# Failures worth another attempt: no answer, 429, and 5xx (or any answer that is not JSON).
+RETRIED = frozenset({"connection", "rate_limit", "server"})
+
+
+class _Failure(Exception):
+    """A request that got no usable answer: what kind, and Stripe's own words."""
+
+    def __init__(
+        self,
+        kind: str,  # connection | rate_limit | server | invalid | auth | permission | other
+        status: int | None = None,
+        message: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(kind, status, message)
+        self.kind, self.status, self.message, self.request_id = kind, status, message, request_id
+
+    def why(self) -> str:
+        """Stripe's message, with the request id for support."""
+        message = self.message or (f"HTTP {self.status}" if self.status else self.kind)
+        request = f" (request {self.request_id})" if self.request_id else ""
+        return f"{message.rstrip('.')}.{request}"
+
+
+def _pool(api_base: str, size: int) -> urllib3.PoolManager:
+    """Keep-alive connections to the base URL (through the environment's proxy, if any)."""
+    options: dict[str, Any] = {
+        "maxsize": size,
+        "timeout": urllib3.Timeout(connect=10.0, read=REQUEST_TIMEOUT_SECONDS),
+        "retries": False,  # `get` retries, counts and backs off itself
+        "ca_certs": stripe.ca_bundle_path,  # the certificates the SDK trusts
+    }
+    parts = urlsplit(api_base)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        return urllib3.ProxyManager(proxy, **options)
+    return urllib3.PoolManager(**options)
+
+
+def _encode(params: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Parameters in Stripe's bracket notation, as the SDK sends them: `created[gte]=1`,
+    `expand[0]=data.applies_to`."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in params.items():
+        name = f"{prefix}[{key}]" if prefix else str(key)
+        if value is None:
+            continue
+        if isinstance(value, Mapping):
+            pairs += _encode(value, name)
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                pairs += _encode({str(index): item}, name)
+        elif isinstance(value, bool):
+            pairs.append((name, "true" if value else "false"))
+        else:
+            pairs.append((name, str(value)))
+    return pairs

@@ -15,10 +15,9 @@ from .rows import (
     OBSERVATION_COLUMNS,
     TEXT,
     Observation,
-    canonical,
     column_hints,
     json_text,
-    to_table,
+    objects_table,
 )
 from .settings import OBJECT_TYPES
 
@@ -127,7 +126,7 @@ class EventBatch:
     def __init__(self, via: str) -> None:
         self.via = via
         self.audit: list[dict[str, Any]] = []
-        self.snapshots: dict[str, tuple[list[dict[str, Any]], list[Observation]]] = {}
+        self.snapshots: dict[str, list[tuple[Observation, list[Mapping[str, Any]]]]] = {}
         self.tombstones: list[dict[str, Any]] = []
         self.counts: dict[tuple[str, str], int] = {}
         self.touched: dict[str, set[str]] = {}  # object ids with events, by type
@@ -162,9 +161,7 @@ class EventBatch:
                 "_observed_via": self.via,
             }
         )
-        rows, observations = self.snapshots.setdefault(object_type, ([], []))
-        rows.append(canonical(object_type, obj))
-        observations.append(observation)
+        self.snapshots.setdefault(object_type, []).append((observation, [obj]))
         self.touched.setdefault(object_type, set()).add(str(obj["id"]))
         if action == "deleted":
             self.deleted.setdefault(object_type, set()).add(str(obj["id"]))
@@ -188,8 +185,8 @@ class EventBatch:
         out: list[tuple[str, pa.Table]] = []
         if self.audit:
             out.append(("events", plain_table("events", self.audit)))
-        for object_type, (rows, observations) in self.snapshots.items():
-            out.append((OBJECT_TYPES[object_type].table, to_table(object_type, rows, observations)))
+        for object_type, chunks in self.snapshots.items():
+            out.append((OBJECT_TYPES[object_type].table, objects_table(object_type, chunks)))
         if self.tombstones:
             out.append(("deletions", plain_table("deletions", self.tombstones)))
         return out

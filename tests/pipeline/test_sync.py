@@ -13,6 +13,7 @@ from sources.stripe_promotions import BatchError, SyncRequest
 from stripe_emulator import Account
 from stripe_emulator.server import EmulatorServer
 from stripe_sync import coupons as coupon_verbs
+from stripe_sync.tuning import DUCKDB_GLOBAL_CONFIG, usable_cores
 from tests.support import TEST_KEY, Warehouse, as_json
 
 DAY = 24 * 3600
@@ -290,6 +291,26 @@ def test_a_quiet_run_costs_at_most_four_requests(
     assert sum(stripe_emulator.account.requests.values()) <= 4
     assert result.stats.requests == sum(stripe_emulator.account.requests.values())
     assert all(t.new == t.updated == t.deleted == 0 for t in result.tables)
+
+
+def duckdb_setting(warehouse: Warehouse, name: str) -> Any:
+    """A setting of the DuckDB connections the pipeline opens (the load's and the transforms')."""
+    return warehouse.rows(f"SELECT current_setting('{name}') AS value")[0]["value"]
+
+
+def test_duckdb_gets_the_usable_cores_and_a_memory_limit(duckdb_warehouse: Warehouse) -> None:
+    duckdb_warehouse.run()
+    assert duckdb_setting(duckdb_warehouse, "threads") == usable_cores()
+    assert duckdb_setting(duckdb_warehouse, "memory_limit") == "95.3 MiB"  # 100MB
+
+
+def test_a_users_own_duckdb_settings_win(
+    duckdb_warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(DUCKDB_GLOBAL_CONFIG, json.dumps({"threads": 1}))
+    duckdb_warehouse.run()
+    assert duckdb_setting(duckdb_warehouse, "threads") == 1
+    assert duckdb_setting(duckdb_warehouse, "memory_limit") != "95.3 MiB"
 
 
 def _events(account: Account) -> list[dict[str, Any]]:

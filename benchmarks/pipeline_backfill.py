@@ -1,0 +1,452 @@
+"""A backfill through the whole pipeline against a seeded emulator, then a run with no changes.
+
+Usage (from the repository root):
+
+    .venv/bin/python benchmarks/pipeline_backfill.py [--codes 100000] [--coupons 10000]
+        [--products 10000] [--latency-ms 150] [--rate-limit 100] [--max-rps R]
+        [--destination duckdb] [--workdir DIR] [--no-pin] [--no-quiet-run]
+        [--install plain|full] [--airflow-secrets] [--tuned] [--duckdb-threads N]
+        [--duckdb-memory-limit SIZE] [--arrow-memory-pool POOL] [--timeline] [--json]
+
+Results and their conditions: benchmarks/RESULTS.md.
+
+Three processes, so each is measured on its own:
+
+* the emulator, `python -m stripe_emulator --port 0 --seed N --coupons C --products P
+  --latency-ms X --rate-limit RPS` (its URL is read from its first line of output);
+* the pipeline: `run_sync(SyncRequest(), Settings(...))` (extract, normalize, load, transforms)
+  in a child process of its own, so its peak memory is that process's maximum resident set
+  (`getrusage`), and its CPU time is its own; a second child then runs again with nothing
+  changed in Stripe (the quiet run);
+* this process, which starts both, reads the emulator's request counts
+  (`GET /_emulator/requests`) and prints the table.
+
+With two or more cores the emulator is pinned to the last core and the pipeline to the
+others (`--no-pin` leaves both free), so "one core" for the pipeline means one core.
+
+The connector's rate is `--max-rps` (default: the emulator's `--rate-limit`, or 10,000 when
+there is no rate limit), passed as `SOURCES__STRIPE__MAX_REQUESTS_PER_SECOND`: the test key's
+own default would be 25 requests/s.
+
+The rate-limit floor is the least time the backfill can take at that rate: the pages the
+account needs (ceil(objects / 100) per type) divided by requests per second. Phase times come
+from the runner's phases (extracting, normalizing, loading, transforming); "extract, API" is
+the time from the first to the last API answer. The destination is DuckDB in a temporary
+folder unless `--destination` and dlt's usual environment variables say otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "sk_test_benchmarkKey0123456789"
+URL_LINE = re.compile(rb"http://127\.0\.0\.1:\d+")
+PHASES = ("extracting", "normalizing", "loading", "transforming")
+SEED_TIMEOUT = 600.0  # seconds for the emulator to seed (1,000,000 codes take about 35)
+RUN_TIMEOUT = 3600.0
+UNLIMITED_RPS = 10_000.0
+# Installed here only by the optional extras (notebooks, orchestration), imported by dlt and
+# pyarrow when present: pandas (pyarrow, on the first `pa.array`), SQLAlchemy (dlt, to parse
+# the DuckDB path), Airflow (dlt's Airflow secrets provider), Dagster.
+EXTRAS_ONLY = ["pandas", "sqlalchemy", "airflow", "dagster", "dagster_dlt"]
+
+
+# -- the child: one pipeline run, measured from inside ------------------------------------------
+def child(config: dict[str, Any]) -> dict[str, Any]:
+    """Run the pipeline once; phase times, per-phase peak memory, requests, rows."""
+    os.environ.update(config["env"])
+    sys.path.insert(0, str(ROOT))
+    blocked = tuple(config.get("blocked", ()))
+    if blocked:
+
+        class Blocked:
+            """Packages only the optional extras install, hidden as in a plain install."""
+
+            def find_spec(self, name: str, *args: Any) -> None:
+                if name.split(".")[0] in blocked:
+                    raise ModuleNotFoundError(f"No module named {name!r} (hidden)", name=name)
+
+        sys.meta_path.insert(0, Blocked())
+    started = time.monotonic()
+    import stripe_sync.runner as runner
+    from sources.stripe_promotions import client as stripe_client
+    from stripe_sync import Settings, SyncRequest, run_sync
+    from stripe_sync.progress import Progress
+
+    imported = time.monotonic()
+    phases: dict[str, list[float]] = {}
+    peaks: dict[str, int] = {}
+    current = ["setup"]
+    me = psutil.Process()
+
+    class TimedProgress(Progress):
+        """The runner's progress display, also timing each phase (time and CPU)."""
+
+        @contextlib.contextmanager
+        def step(self, phase: str) -> Iterator[None]:
+            current[0] = phase
+            cpu = me.cpu_times()
+            began = time.monotonic()
+            with super().step(phase):
+                yield
+            after = me.cpu_times()
+            used = after.user + after.system - cpu.user - cpu.system
+            phases[phase] = [time.monotonic() - began, used]
+
+    setattr(runner, "Progress", TimedProgress)  # noqa: B010  (the runner makes its own)
+
+    answers: list[float] = []  # when each API answer arrived
+    original_get = stripe_client.StripeApi.get
+
+    def timed_get(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original_get(self, *args, **kwargs)
+        finally:
+            answers.append(time.monotonic())
+
+    stripe_client.StripeApi.get = timed_get  # type: ignore[method-assign]
+
+    stop = threading.Event()
+
+    memory: list[tuple[float, str, int]] = []  # (seconds into the run, phase, RSS MiB)
+
+    def sample() -> None:
+        ticks = 0
+        while not stop.wait(0.02):
+            rss = me.memory_info().rss
+            phase = current[0]
+            peaks[phase] = max(peaks.get(phase, 0), rss)
+            ticks += 1
+            if ticks % 10 == 0:
+                memory.append((round(time.monotonic() - began, 1), phase, rss >> 20))
+
+    began = time.monotonic()
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    settings = Settings(
+        destination=config["destination"],
+        api_base=config["api_base"],
+        pipelines_dir=config["pipelines_dir"],
+        duckdb_file=config["duckdb_file"],
+        progress=False,
+    )
+    cpu = me.cpu_times()
+    began = time.monotonic()
+    result = run_sync(SyncRequest(), settings)
+    wall = time.monotonic() - began
+    after = me.cpu_times()
+    stop.set()
+    sampler.join()
+    api = result.stats.api
+    return {
+        "startup_s": imported - started,
+        "run_s": wall,
+        "run_cpu_s": after.user + after.system - cpu.user - cpu.system,
+        "phases": phases,
+        "api_s": answers[-1] - answers[0] if answers else 0.0,
+        "answers": [round(t - began, 3) for t in answers],
+        "requests": result.stats.requests,
+        "retries": api.retries if api else 0,
+        "workers": api.max_workers if api else 0,
+        "rate": api.rate if api else 0.0,
+        "rows": dict(result.stats.rows),
+        "tables": {t.table: t.rows for t in result.tables},
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "phase_peaks": peaks,
+        "memory": memory,
+    }
+
+
+# -- the parent: emulator, children, table -------------------------------------------------------
+@dataclass
+class Emulator:
+    """The emulator process and its URL."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    seed_s: float
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=30) as answer:
+            return json.load(answer)
+
+    def clear_requests(self) -> None:
+        request = urllib.request.Request(self.url + "/_emulator/requests", method="DELETE")
+        with urllib.request.urlopen(request, timeout=30):
+            pass
+
+    def api_requests(self) -> int:
+        return int(self.get("/_emulator/requests")["total"])
+
+    def cpu_s(self) -> float:
+        times = psutil.Process(self.process.pid).cpu_times()
+        return float(times.user + times.system)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_emulator(args: argparse.Namespace) -> Emulator:
+    """A seeded emulator with the asked latency and rate limit."""
+    command = [sys.executable, "-m", "stripe_emulator", "--port", "0", "--seed", str(args.codes)]
+    command += ["--coupons", str(args.coupons), "--products", str(args.products)]
+    command += ["--latency-ms", str(args.latency_ms)]
+    if args.rate_limit:
+        command += ["--rate-limit", str(args.rate_limit)]
+    started = time.monotonic()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = URL_LINE.search(line)
+    if match is None:
+        process.kill()
+        raise SystemExit(f"the emulator did not start: {line!r}")
+    return Emulator(process, match.group().decode(), time.monotonic() - started)
+
+
+def run_child(config: dict[str, Any], cores: set[int] | None) -> tuple[dict[str, Any], float]:
+    """One pipeline run in its own process; its report and the process's wall time."""
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
+        config = {**config, "out": out.name}
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [sys.executable, __file__, "--child", json.dumps(config)], cwd=config["cwd"]
+        )
+        if cores:
+            os.sched_setaffinity(process.pid, cores)
+        if process.wait(timeout=RUN_TIMEOUT) != 0:
+            raise SystemExit(f"the pipeline run failed (exit {process.returncode})")
+        wall = time.monotonic() - started
+        return json.load(out), wall
+
+
+def floor_pages(args: argparse.Namespace) -> int:
+    """Pages a backfill of this account needs at 100 objects a page."""
+    return sum(math.ceil(n / 100) for n in (args.codes, args.coupons, args.products))
+
+
+def report(
+    args: argparse.Namespace,
+    emulator: Emulator,
+    runs: list[tuple[str, dict[str, Any], float, int, float]],
+    load: tuple[float, float, float],
+) -> None:
+    """The table: one column per run."""
+    rps = args.max_rps
+    pages = floor_pages(args)
+    objects = args.codes + args.coupons + args.products
+    floor = pages / args.rate_limit if args.rate_limit else None
+    mib = 2**20
+    print()
+    print(
+        f"account: {args.codes:,} promotion codes, {args.coupons:,} coupons, "
+        f"{args.products:,} products ({objects:,} objects, {pages:,} pages of 100); emulator "
+        f"latency {args.latency_ms:g} ms, rate limit {args.rate_limit or 'none'}, seeded in "
+        f"{emulator.seed_s:.1f} s; connector max {rps:g} requests/s"
+    )
+    print(
+        f"install: {args.install}; DuckDB threads {args.duckdb_threads or 'default'}, "
+        f"memory_limit {args.duckdb_memory_limit or 'default'}; Arrow memory pool "
+        f"{args.arrow_memory_pool or 'default'}; "
+        f"load average before: {load[0]:.2f} {load[1]:.2f} "
+        f"{load[2]:.2f}; cpus {os.cpu_count()}; pipeline pinned: {not args.no_pin}"
+    )
+    if floor:
+        print(f"rate-limit floor: {pages:,} pages / {args.rate_limit:g} per s = {floor:.2f} s")
+    rows: list[tuple[str, ...]] = []
+    for label, r, wall, server_requests, server_cpu in runs:
+        ph = r["phases"]
+        extract = ph.get("extracting", [0.0, 0.0])[0]
+        listed = sum(r["rows"].values())
+        cells = [
+            ("run", label),
+            ("objects written", f"{listed:,}"),
+            ("API requests (connector / emulator)", f"{r['requests']:,} / {server_requests:,}"),
+            ("retries (429 and errors)", f"{r['retries']:,}"),
+            ("connector workers per listing", str(r["workers"])),
+            ("run_sync wall s", f"{r['run_s']:.2f}"),
+            ("objects/s, run_sync", f"{listed / r['run_s']:,.0f}" if listed else "-"),
+            ("process wall s (start, imports, run)", f"{wall:.2f}"),
+            ("  imports s", f"{r['startup_s']:.2f}"),
+        ]
+        for phase in PHASES:
+            seconds, cpu = ph.get(phase, [0.0, 0.0])
+            peak = r["phase_peaks"].get(phase, 0) / mib
+            figures = f"{seconds:.2f} ({cpu:.2f}, {peak:.0f})"
+            cells.append((f"  {phase} s (CPU s, peak MiB)", figures))
+        cells.append(("  extract: first to last API answer s", f"{r['api_s']:.2f}"))
+        if floor and listed:
+            cells.append(("extract / floor", f"{extract / floor:.2f}x"))
+            cells.append(("run_sync / floor", f"{r['run_s'] / floor:.2f}x"))
+        cells += [
+            ("pipeline CPU s (run_sync)", f"{r['run_cpu_s']:.2f}"),
+            ("emulator CPU s", f"{server_cpu:.2f}"),
+            ("peak RSS MiB (pipeline process)", f"{r['peak_rss'] / mib:.0f}"),
+        ]
+        rows.append(tuple(value for _, value in cells))
+        names = [name for name, _ in cells]
+    width = max(len(n) for n in names)
+    print()
+    for i, name in enumerate(names):
+        print(f"{name:<{width}}  " + "  ".join(f"{row[i]:>22}" for row in rows))
+    if args.timeline:
+        for label, r, *_ in runs:
+            print()
+            print(f"{label}: API answers per 0.5 s from the start of run_sync")
+            counts: dict[int, int] = {}
+            for moment in r["answers"]:
+                counts[int(moment * 2)] = counts.get(int(moment * 2), 0) + 1
+            line = [f"{k / 2:.1f}:{counts.get(k, 0)}" for k in range(max(counts, default=-1) + 1)]
+            print(" ".join(line))
+            print(f"{label}: RSS MiB every 0.2 s (phase initial)")
+            print(" ".join(f"{t:g}{phase[0]}:{mib}" for t, phase, mib in r["memory"]))
+    if args.json:
+        print()
+        print("json: " + json.dumps([{"run": label, **r} for label, r, *_ in runs]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the emulator, run the backfill and the quiet run, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--codes", type=int, default=100_000, help="promotion codes")
+    parser.add_argument("--coupons", type=int, default=10_000)
+    parser.add_argument("--products", type=int, default=10_000)
+    parser.add_argument("--latency-ms", type=float, default=150.0)
+    parser.add_argument("--rate-limit", type=float, default=100.0, help="0: none")
+    parser.add_argument("--max-rps", type=float, help="the connector's requests/s")
+    parser.add_argument("--destination", default="duckdb")
+    parser.add_argument(
+        "--duckdb-threads",
+        type=int,
+        help="DuckDB's threads (DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG); default: "
+        "DuckDB's own, every core of the machine whatever the process may use",
+    )
+    parser.add_argument(
+        "--duckdb-memory-limit",
+        metavar="SIZE",
+        help="DuckDB's memory_limit (e.g. 100MB), the same way; default: DuckDB's own (80%% "
+        "of RAM)",
+    )
+    parser.add_argument(
+        "--arrow-memory-pool",
+        choices=("mimalloc", "jemalloc", "system"),
+        help="pyarrow's allocator (ARROW_DEFAULT_MEMORY_POOL); default: pyarrow's (mimalloc)",
+    )
+    parser.add_argument(
+        "--tuned",
+        action="store_true",
+        help="the deployment settings RESULTS.md recommends: DuckDB threads = the cores the "
+        "pipeline may use, DuckDB memory_limit 100MB, Arrow memory pool jemalloc",
+    )
+    parser.add_argument("--workdir", help="keep the pipeline's files here (default: temporary)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument("--no-quiet-run", action="store_true", help="skip the second run")
+    parser.add_argument(
+        "--install",
+        choices=("plain", "full"),
+        default="plain",
+        help="plain (default): hide the packages only the optional extras install (pandas, "
+        "SQLAlchemy, Airflow, Dagster) from the pipeline, as after `pip install .`; full: "
+        "everything in the venv is importable",
+    )
+    parser.add_argument(
+        "--airflow-secrets",
+        action="store_true",
+        help="with --install full: leave dlt's Airflow secrets provider on (dlt turns it on "
+        "whenever airflow is importable)",
+    )
+    parser.add_argument("--timeline", action="store_true", help="API answers per half second")
+    parser.add_argument("--json", action="store_true", help="also print the raw figures as JSON")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        config = json.loads(args.child)
+        Path(config["out"]).write_text(json.dumps(child(config)))
+        return 0
+    if args.max_rps is None:
+        args.max_rps = args.rate_limit or UNLIMITED_RPS
+    if args.tuned:
+        usable = os.sched_getaffinity(0)
+        args.duckdb_threads = args.duckdb_threads or max(
+            1, len(usable) - (1 if len(usable) > 1 and not args.no_pin else 0)
+        )
+        args.duckdb_memory_limit = args.duckdb_memory_limit or "100MB"
+        args.arrow_memory_pool = args.arrow_memory_pool or "jemalloc"
+    load = os.getloadavg()
+    cores = os.sched_getaffinity(0)
+    pipeline_cores: set[int] | None = None
+    with contextlib.ExitStack() as stack:
+        workdir = args.workdir or stack.enter_context(tempfile.TemporaryDirectory())
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        print(f"seeding the emulator ({args.codes:,} codes)...", flush=True)
+        emulator = start_emulator(args)
+        stack.callback(emulator.stop)
+        if len(cores) > 1 and not args.no_pin:
+            server_core = max(cores)
+            os.sched_setaffinity(emulator.process.pid, {server_core})
+            pipeline_cores = cores - {server_core}
+        env = {
+            "STRIPE_API_KEY": KEY,
+            "SOURCES__STRIPE__MAX_REQUESTS_PER_SECOND": str(args.max_rps),
+            "DLT_DATA_DIR": str(Path(workdir) / "dlt"),
+            "RUNTIME__DLTHUB_TELEMETRY": "false",
+        }
+        if not args.airflow_secrets:
+            env["PROVIDERS__ENABLE_AIRFLOW_SECRETS"] = "false"
+        duckdb: dict[str, Any] = {}
+        if args.duckdb_threads:
+            duckdb["threads"] = args.duckdb_threads
+        if args.duckdb_memory_limit:
+            duckdb["memory_limit"] = args.duckdb_memory_limit
+        if duckdb:
+            env["DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"] = json.dumps(duckdb)
+        if args.arrow_memory_pool:
+            env["ARROW_DEFAULT_MEMORY_POOL"] = args.arrow_memory_pool
+        config = {
+            "env": env,
+            "cwd": workdir,
+            "destination": args.destination,
+            "api_base": emulator.url,
+            "pipelines_dir": str(Path(workdir) / "pipelines"),
+            "duckdb_file": str(Path(workdir) / "stripe_pipeline.duckdb")
+            if args.destination == "duckdb"
+            else None,
+            "blocked": EXTRAS_ONLY if args.install == "plain" else [],
+        }
+        runs = []
+        for label in ("backfill", "quiet run")[: 1 if args.no_quiet_run else 2]:
+            emulator.clear_requests()
+            cpu = emulator.cpu_s()
+            print(f"{label}...", flush=True)
+            result, wall = run_child(config, pipeline_cores)
+            runs.append((label, result, wall, emulator.api_requests(), emulator.cpu_s() - cpu))
+        report(args, emulator, runs, load)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Process defaults that keep a run fast and its memory bounded; a user's own settings win.
+
+Measured in benchmarks/RESULTS.md (issue 8): DuckDB sizes its thread pool from the machine's
+cores, not the ones this process may use, and its buffer pool from 80% of RAM; bounding both
+keeps the load and the transforms of a 1,000,000-code account within the same memory as a
+100,000-code one. Outside Airflow, dlt's probe for Airflow's secrets costs 2-3 s and ~95 MB
+per run once the orchestration extra is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import dlt
+
+DUCKDB_GLOBAL_CONFIG = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
+# DuckDB spills to disk beyond this; the transforms of 1,000,000 codes run within it.
+DUCKDB_MEMORY_LIMIT = "100MB"
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity, which containers and `taskset` narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def apply_duckdb_defaults() -> None:
+    """Threads and memory limit for DuckDB, unless dlt's config already sets `global_config`."""
+    if os.environ.get(DUCKDB_GLOBAL_CONFIG):
+        return
+    if dlt.secrets.get("destination.duckdb.credentials.global_config") is not None:
+        return
+    settings = {"threads": usable_cores(), "memory_limit": DUCKDB_MEMORY_LIMIT}
+    os.environ[DUCKDB_GLOBAL_CONFIG] = json.dumps(settings)
+
+
+def skip_airflow_secrets() -> None:
+    """Outside an Airflow task, tell dlt not to look for Airflow's secrets provider."""
+    if "AIRFLOW_CTX_DAG_ID" not in os.environ:
+        os.environ.setdefault("PROVIDERS__ENABLE_AIRFLOW_SECRETS", "false")

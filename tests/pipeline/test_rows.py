@@ -1,0 +1,89 @@
+"""Objects to Arrow rows: one canonical row whichever API version rendered the object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sources.stripe_promotions.rows import Observation, objects_table
+
+SEEN = Observation(1_700_000_100, "list", "list", 42, "2026-10-28.endive")
+LATER = Observation(1_700_000_200, "retrieve", "retrieve", 43, "2026-10-28.endive")
+
+RESTRICTIONS = {
+    "currency_options": {"usd": {"minimum_amount": 500}},
+    "first_time_transaction": True,
+    "minimum_amount": 500,
+    "minimum_amount_currency": "usd",
+}
+# The same code as API versions before and from 2025-09-30 render it.
+OLD_SHAPE = {
+    "id": "promo_old",
+    "object": "promotion_code",
+    "code": "SPRING",
+    "coupon": {"id": "SPRING25", "object": "coupon", "percent_off": 25},
+    "customer": {"id": "cus_1", "object": "customer"},
+    "metadata": {"b": "2", "a": "1"},
+    "restrictions": RESTRICTIONS,
+    "created": 1_700_000_000,
+}
+NEW_SHAPE = {
+    **{k: v for k, v in OLD_SHAPE.items() if k != "coupon"},
+    "id": "promo_new",
+    "customer": "cus_1",
+    "promotion": {"type": "coupon", "coupon": "SPRING25"},
+}
+
+
+def rows(object_type: str, chunks: list[tuple[Observation, list[Any]]]) -> list[dict[str, Any]]:
+    return objects_table(object_type, chunks).to_pylist()  # type: ignore[no-any-return]
+
+
+def test_both_promotion_code_shapes_give_the_same_row() -> None:
+    old, new = rows("promotion_code", [(SEEN, [OLD_SHAPE, NEW_SHAPE])])
+    assert old.pop("id") == "promo_old" and new.pop("id") == "promo_new"
+    assert old == new
+    assert old["coupon_id"] == "SPRING25"
+    assert old["promotion_type"] == "coupon"
+    assert old["customer"] == "cus_1"
+    assert old["metadata"] == '{"a":"1","b":"2"}'  # sorted keys: equal maps compare equal
+    assert old["restrictions_currency_options"] == '{"usd":{"minimum_amount":500}}'
+    assert old["restrictions_first_time_transaction"] is True
+    assert old["restrictions_minimum_amount"] == 500
+    assert "coupon" not in old and "promotion" not in old and "restrictions" not in old
+
+
+def test_each_row_carries_its_chunks_observation() -> None:
+    first, second = rows("promotion_code", [(SEEN, [OLD_SHAPE]), (LATER, [NEW_SHAPE])])
+    assert (first["_observed_at"], first["_observed_via"], first["_observed_order"]) == (
+        1_700_000_100,
+        "list",
+        42,
+    )
+    assert (second["_observed_at"], second["_observation_key"]) == (1_700_000_200, "retrieve")
+
+
+def test_unknown_fields_become_text_and_expanded_ids_become_ids() -> None:
+    product = {
+        "id": "prod_1",
+        "object": "product",
+        "name": "Hat",
+        "default_price": {"id": "price_1", "object": "price"},
+        "marketing_features": [{"name": "warm"}],
+        "brand_new_field": {"nested": [1, 2]},
+        "brand_new_number": 7,
+        "created": 1_700_000_000,
+    }
+    (row,) = rows("product", [(SEEN, [product])])
+    assert row["default_price"] == "price_1"
+    assert row["brand_new_field"] == '{"nested":[1,2]}'
+    assert row["brand_new_number"] == "7"  # text, so a later change of type cannot fail a load
+    table = objects_table("product", [(SEEN, [product])])
+    assert str(table.schema.field("brand_new_number").type) == "string"
+
+
+def test_an_empty_table_has_every_declared_column() -> None:
+    table = objects_table("coupon", [])
+    assert table.num_rows == 0
+    assert {"id", "percent_off", "metadata", "_observed_at", "_observation_key"} <= set(
+        table.column_names
+    )
