@@ -5,7 +5,7 @@ Usage (from the repository root):
     .venv/bin/python benchmarks/pipeline_backfill.py [--codes 100000] [--coupons 10000]
         [--products 10000] [--latency-ms 150] [--rate-limit 100] [--max-rps R]
         [--destination duckdb] [--workdir DIR] [--no-pin] [--no-quiet-run]
-        [--install plain|full] [--airflow-secrets] [--tuned] [--duckdb-threads N]
+        [--install plain|full] [--airflow-secrets] [--duckdb-threads N]
         [--duckdb-memory-limit SIZE] [--arrow-memory-pool POOL] [--timeline] [--json]
 
 Results and their conditions: benchmarks/RESULTS.md.
@@ -269,9 +269,9 @@ def report(
         f"{emulator.seed_s:.1f} s; connector max {rps:g} requests/s"
     )
     print(
-        f"install: {args.install}; DuckDB threads {args.duckdb_threads or 'default'}, "
-        f"memory_limit {args.duckdb_memory_limit or 'default'}; Arrow memory pool "
-        f"{args.arrow_memory_pool or 'default'}; "
+        f"install: {args.install}; DuckDB threads {args.duckdb_threads or 'usable cores'}, "
+        f"memory_limit {args.duckdb_memory_limit or '100MB'}; Arrow memory pool "
+        f"{args.arrow_memory_pool}; "
         f"load average before: {load[0]:.2f} {load[1]:.2f} "
         f"{load[2]:.2f}; cpus {os.cpu_count()}; pipeline pinned: {not args.no_pin}"
     )
@@ -343,24 +343,18 @@ def main(argv: list[str] | None = None) -> int:
         "--duckdb-threads",
         type=int,
         help="DuckDB's threads (DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG); default: "
-        "DuckDB's own, every core of the machine whatever the process may use",
+        "the runner's (the cores the pipeline may use; stripe_sync/tuning.py)",
     )
     parser.add_argument(
         "--duckdb-memory-limit",
         metavar="SIZE",
-        help="DuckDB's memory_limit (e.g. 100MB), the same way; default: DuckDB's own (80%% "
-        "of RAM)",
+        help="DuckDB's memory_limit (e.g. 1GB), the same way; default: the runner's (100MB)",
     )
     parser.add_argument(
         "--arrow-memory-pool",
         choices=("mimalloc", "jemalloc", "system"),
-        help="pyarrow's allocator (ARROW_DEFAULT_MEMORY_POOL); default: pyarrow's (mimalloc)",
-    )
-    parser.add_argument(
-        "--tuned",
-        action="store_true",
-        help="the deployment settings RESULTS.md recommends: DuckDB threads = the cores the "
-        "pipeline may use, DuckDB memory_limit 100MB, Arrow memory pool jemalloc",
+        default="system",
+        help="pyarrow's allocator (ARROW_DEFAULT_MEMORY_POOL); default: system, as the command",
     )
     parser.add_argument("--workdir", help="keep the pipeline's files here (default: temporary)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
@@ -389,13 +383,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.max_rps is None:
         args.max_rps = args.rate_limit or UNLIMITED_RPS
-    if args.tuned:
-        usable = os.sched_getaffinity(0)
-        args.duckdb_threads = args.duckdb_threads or max(
-            1, len(usable) - (1 if len(usable) > 1 and not args.no_pin else 0)
-        )
-        args.duckdb_memory_limit = args.duckdb_memory_limit or "100MB"
-        args.arrow_memory_pool = args.arrow_memory_pool or "jemalloc"
     load = os.getloadavg()
     cores = os.sched_getaffinity(0)
     pipeline_cores: set[int] | None = None

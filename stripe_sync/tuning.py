@@ -4,7 +4,8 @@ Measured in benchmarks/RESULTS.md (issue 8): DuckDB sizes its thread pool from t
 cores, not the ones this process may use, and its buffer pool from 80% of RAM; bounding both
 keeps the load and the transforms of a 1,000,000-code account within the same memory as a
 100,000-code one. Outside Airflow, dlt's probe for Airflow's secrets costs 2-3 s and ~95 MB
-per run once the orchestration extra is installed.
+per run once the orchestration extra is installed. (The command also picks Arrow's allocator,
+which must happen before pyarrow is imported: see pipelines/stripe_pipeline.py.)
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+import certifi
 import orjson
-import stripe
 import urllib3
 
 from .settings import (
@@ -607,7 +607,7 @@ def _pool(api_base: str, size: int) -> urllib3.PoolManager:
         "maxsize": size,
         "timeout": urllib3.Timeout(connect=10.0, read=REQUEST_TIMEOUT_SECONDS),
         "retries": False,  # `get` retries, counts and backs off itself
-        "ca_certs": stripe.ca_bundle_path,  # the certificates the SDK trusts
+        "ca_certs": certifi.where(),  # Mozilla's roots, as requests and the stripe SDK use
     }
     parts = urlsplit(api_base)
     proxy = urllib.request.getproxies().get(parts.scheme)
