@@ -210,10 +210,10 @@ class StripeApi:
     """A read-only Stripe client for one run: pinned version, rate limit, retries.
 
     Requests go through one thread-safe urllib3 pool; bodies are parsed by orjson into plain
-    dicts and lists. The `stripe` SDK's `raw_request` cost 2 ms of CPU per page of 100 (it
-    parses into `OrderedDict`s) and its `StripeObject`s 14 ms; this path costs 0.35 ms (see
-    benchmarks/RESULTS.md). Answers are read as the SDK reads them: the same statuses are
-    retried, and errors carry Stripe's own message and request id.
+    dicts and lists. The `stripe` SDK's `raw_request` costs 4x the CPU per page (it parses into
+    `OrderedDict`s) and its `StripeObject`s 30x (benchmarks/RESULTS.md, "Why not the SDK").
+    Answers are read as the SDK reads them: the same statuses are retried, and errors carry
+    Stripe's own message and request id.
     """
 
     def __init__(
