@@ -8,7 +8,9 @@ Usage (from the repository root):
         [--install plain|full] [--airflow-secrets] [--duckdb-threads N]
         [--duckdb-memory-limit SIZE] [--arrow-memory-pool POOL] [--timeline] [--json]
 
-Results and their conditions: benchmarks/RESULTS.md.
+Results and their conditions: benchmarks/RESULTS.md. Each run also prints "core speed": the
+CPU ms of a fixed JSON-and-dict workload on the pipeline's core just before the run, so runs
+on a VM whose speed drifts can be compared.
 
 Three processes, so each is measured on its own:
 
@@ -55,6 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +74,20 @@ EXTRAS_ONLY = ["pandas", "sqlalchemy", "airflow", "dagster", "dagster_dlt"]
 
 
 # -- the child: one pipeline run, measured from inside ------------------------------------------
+def calibrate() -> float:
+    """CPU ms of a fixed workload (JSON and dict work, like the connector's), on this core now.
+
+    The VM this was measured on ran the same backfill in 4.5 to 7.5 CPU seconds within an
+    hour; this figure, taken just before each run, shows how fast the core was at the time.
+    """
+    page = [{"id": f"promo_{i}", "n": i, "metadata": {"k": str(i)}} for i in range(100)]
+    body = orjson.dumps({"data": page})
+    started = time.process_time()
+    for _ in range(2000):
+        [obj.get("n") for obj in orjson.loads(body)["data"]]
+    return (time.process_time() - started) * 1000
+
+
 def child(config: dict[str, Any]) -> dict[str, Any]:
     """Run the pipeline once; phase times, per-phase peak memory, requests, rows."""
     os.environ.update(config["env"])
@@ -149,6 +166,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
         duckdb_file=config["duckdb_file"],
         progress=False,
     )
+    calibration = calibrate()
     cpu = me.cpu_times()
     began = time.monotonic()
     result = run_sync(SyncRequest(), settings)
@@ -159,6 +177,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
     api = result.stats.api
     return {
         "startup_s": imported - started,
+        "calibration_ms": calibration,
         "run_s": wall,
         "run_cpu_s": after.user + after.system - cpu.user - cpu.system,
         "phases": phases,
@@ -270,7 +289,7 @@ def report(
     )
     print(
         f"install: {args.install}; DuckDB threads {args.duckdb_threads or 'usable cores'}, "
-        f"memory_limit {args.duckdb_memory_limit or '100MB'}; Arrow memory pool "
+        f"memory_limit {args.duckdb_memory_limit or 'the runner default'}; Arrow memory pool "
         f"{args.arrow_memory_pool}; "
         f"load average before: {load[0]:.2f} {load[1]:.2f} "
         f"{load[2]:.2f}; cpus {os.cpu_count()}; pipeline pinned: {not args.no_pin}"
@@ -284,6 +303,7 @@ def report(
         listed = sum(r["rows"].values())
         cells = [
             ("run", label),
+            ("core speed: calibration CPU ms", f"{r['calibration_ms']:.0f}"),
             ("objects written", f"{listed:,}"),
             ("API requests (connector / emulator)", f"{r['requests']:,} / {server_requests:,}"),
             ("retries (429 and errors)", f"{r['retries']:,}"),
@@ -348,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--duckdb-memory-limit",
         metavar="SIZE",
-        help="DuckDB's memory_limit (e.g. 1GB), the same way; default: the runner's (100MB)",
+        help="DuckDB's memory_limit (e.g. 1GB), the same way; default: the runner's "
+        "(stripe_sync/tuning.py)",
     )
     parser.add_argument(
         "--arrow-memory-pool",

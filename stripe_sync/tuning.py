@@ -16,8 +16,9 @@ import os
 import dlt
 
 DUCKDB_GLOBAL_CONFIG = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
-# DuckDB spills to disk beyond this; the transforms of 1,000,000 codes run within it.
-DUCKDB_MEMORY_LIMIT = "100MB"
+# DuckDB spills to disk beyond this; the load and transforms of 1,000,000 codes run within it
+# (peak 311 MB at 75MB, 340 MB at 100MB: benchmarks/RESULTS.md).
+DUCKDB_MEMORY_LIMIT = "75MB"
 
 
 def usable_cores() -> int:

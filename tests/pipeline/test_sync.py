@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 import stripe
 
@@ -13,7 +14,7 @@ from sources.stripe_promotions import BatchError, SyncRequest
 from stripe_emulator import Account
 from stripe_emulator.server import EmulatorServer
 from stripe_sync import coupons as coupon_verbs
-from stripe_sync.tuning import DUCKDB_GLOBAL_CONFIG, usable_cores
+from stripe_sync.tuning import DUCKDB_GLOBAL_CONFIG, DUCKDB_MEMORY_LIMIT, usable_cores
 from tests.support import TEST_KEY, Warehouse, as_json
 
 DAY = 24 * 3600
@@ -298,10 +299,19 @@ def duckdb_setting(warehouse: Warehouse, name: str) -> Any:
     return warehouse.rows(f"SELECT current_setting('{name}') AS value")[0]["value"]
 
 
+def duckdb_rendering(memory_limit: str) -> str:
+    """How DuckDB shows a memory limit once set (`75MB` reads back as `71.5 MiB`)."""
+    connection = duckdb.connect()
+    connection.execute(f"SET memory_limit = '{memory_limit}'")
+    row = connection.execute("SELECT current_setting('memory_limit')").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
 def test_duckdb_gets_the_usable_cores_and_a_memory_limit(duckdb_warehouse: Warehouse) -> None:
     duckdb_warehouse.run()
     assert duckdb_setting(duckdb_warehouse, "threads") == usable_cores()
-    assert duckdb_setting(duckdb_warehouse, "memory_limit") == "95.3 MiB"  # 100MB
+    assert duckdb_setting(duckdb_warehouse, "memory_limit") == duckdb_rendering(DUCKDB_MEMORY_LIMIT)
 
 
 def test_a_users_own_duckdb_settings_win(
@@ -310,7 +320,7 @@ def test_a_users_own_duckdb_settings_win(
     monkeypatch.setenv(DUCKDB_GLOBAL_CONFIG, json.dumps({"threads": 1}))
     duckdb_warehouse.run()
     assert duckdb_setting(duckdb_warehouse, "threads") == 1
-    assert duckdb_setting(duckdb_warehouse, "memory_limit") != "95.3 MiB"
+    assert duckdb_setting(duckdb_warehouse, "memory_limit") != duckdb_rendering(DUCKDB_MEMORY_LIMIT)
 
 
 def _events(account: Account) -> list[dict[str, Any]]:
