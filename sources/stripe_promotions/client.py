@@ -254,6 +254,11 @@ class StripeApi:
         # Seconds a request takes once sent (moving average): with the rate, how many
         # requests must be under way to keep the rate limit busy.
         self.latency = 0.0
+        # Process CPU seconds per request (moving average; everything the run does per page),
+        # and where it was last measured: (process CPU s, requests made).
+        self.cpu_per_request = 0.0
+        self._cpu_mark: tuple[float, int] | None = None
+        self._recent: deque[float] = deque(maxlen=64)  # the latest requests' round trips
         self._on_request = on_request
 
     def __repr__(self) -> str:
@@ -282,6 +287,7 @@ class StripeApi:
             self.limiter.succeeded()
             took = time.monotonic() - sent
             self.latency = took if not self.latency else 0.8 * self.latency + 0.2 * took
+            self._recent.append(took)
             return body, self._note_time(date)
         raise AssertionError("unreachable")
 
@@ -480,21 +486,26 @@ class StripeApi:
         """The windows to fetch next: `windows`, plus parts cut off big ones for idle workers.
 
         Enough windows keep the rate limit busy: its share for this listing (the listings
-        under way share it) times the latency, with a margin. Every window ends in a
-        part-filled page, so a cut costs a request: beyond that count, a window is only cut
-        when it would hold up the end of the listing, i.e. it holds more than twice its share
-        of the pages expected. A window whose bottom is the listing's own bound is cut in parts
-        growing 4x towards the bottom, since its objects may stop anywhere; any other in equal
-        parts. Only windows whose density was read from their own page are cut, and not below
-        MIN_WINDOW_PAGES.
+        under way share it) times the latency, with a margin; or, when this process's CPU
+        cannot keep up with the rate limit, the rate the CPU can serve (see `_capacity`). Every
+        window ends in a part-filled page, so a cut costs a request: beyond that count, a
+        window is only cut when it would hold up the end of the listing, i.e. it holds more
+        than twice its share of the pages expected. A window whose bottom is the listing's own
+        bound is cut in parts growing 4x towards the bottom, since its objects may stop
+        anywhere; any other in equal parts. Only windows whose density was read from their own
+        page are cut, and not below MIN_WINDOW_PAGES.
         """
         out = list(windows)
         spare = workers - len(running) - len(out)
         if spare <= 0:
             return out
         size = self.page_size
-        share = self.rate / max(1, self._listings)
-        busy = max(1, min(workers, math.ceil(share * self.latency * 1.25) + 2))
+        capacity = self._capacity()
+        share = capacity / max(1, self._listings)
+        # When the CPU is the bottleneck, answers wait for it and round trips look long: the
+        # quickest recent one is closer to what the network takes.
+        latency = self.latency if capacity >= self.rate else min(self._recent, default=0.0)
+        busy = max(1, min(workers, math.ceil(share * latency * 1.25) + 2))
         every = [*out, *running]
         expected = sum(w.pages(size) for w in every if not w.open_bottom)
         target = max(MIN_WINDOW_PAGES, expected / busy)
@@ -523,7 +534,31 @@ class StripeApi:
             spare -= len(new)
         return out
 
+    def _capacity(self) -> float:
+        """Requests per second worth aiming for: the rate limit, or what the CPU can serve.
 
+        The work per page (parsing, building Arrow, dlt) holds the GIL, so it runs on one core
+        whatever the machine: at `cpu_per_request` seconds a page, more than
+        1 / cpu_per_request requests per second only queue up. With no latency and no rate
+        limit, 32 threads per listing used 6% more CPU than 4 (benchmarks/RESULTS.md).
+        """
+        with self._lock:
+            cpu, made = time.process_time(), self.requests_made
+            mark = self._cpu_mark
+            if mark is None or made < mark[1]:
+                self._cpu_mark = (cpu, made)
+            elif made - mark[1] >= CPU_SAMPLE_REQUESTS:
+                per = (cpu - mark[0]) / (made - mark[1])
+                self.cpu_per_request = (
+                    0.7 * self.cpu_per_request + 0.3 * per if self.cpu_per_request else per
+                )
+                self._cpu_mark = (cpu, made)
+            per_request = self.cpu_per_request
+        return min(self.rate, 1.0 / per_request) if per_request > 0 else self.rate
+
+
+# Requests between two measurements of the CPU a request costs.
+CPU_SAMPLE_REQUESTS = 50
 # Windows are not cut into parts expected to hold fewer pages than this.
 MIN_WINDOW_PAGES = 2.0
 
