@@ -64,27 +64,28 @@ SEEN = Observation(0, "list", "list", 0, API_VERSION)
 Fetch = Callable[[str | None], tuple[list[Any], bool]]
 
 
+def page_params(after: str | None) -> dict[str, Any]:
+    """The parameters of one page: 100 objects, after the cursor if there is one."""
+    return {"limit": 100, **({"starting_after": after} if after else {})}
+
+
 def sdk_list(base: str) -> Fetch:
     client = stripe.StripeClient(KEY, base_addresses={"api": base}, stripe_version=API_VERSION)
 
     def fetch(after: str | None) -> tuple[list[Any], bool]:
-        params: dict[str, Any] = {"limit": 100}
-        if after:
-            params["starting_after"] = after
-        page = client.v1.promotion_codes.list(params)  # type: ignore[arg-type]
+        page = client.v1.promotion_codes.list(page_params(after))  # type: ignore[arg-type]
         return [code.to_dict() for code in page.data], bool(page.has_more)
 
     return fetch
 
 
-def raw_request(base: str) -> Fetch:
-    client = stripe.StripeClient(KEY, base_addresses={"api": base}, stripe_version=API_VERSION)
+def raw_request(base: str, http_client: stripe.HTTPClient | None = None) -> Fetch:
+    client = stripe.StripeClient(
+        KEY, base_addresses={"api": base}, stripe_version=API_VERSION, http_client=http_client
+    )
 
     def fetch(after: str | None) -> tuple[list[Any], bool]:
-        params: dict[str, Any] = {"limit": 100}
-        if after:
-            params["starting_after"] = after
-        body: Any = client.raw_request("get", PATH, **params).data
+        body: Any = client.raw_request("get", PATH, **page_params(after)).data
         return list(body["data"]), bool(body["has_more"])
 
     return fetch
@@ -113,29 +114,15 @@ class Urllib3Transport(stripe.HTTPClient):
 
 
 def raw_request_urllib3(base: str) -> Fetch:
-    client = stripe.StripeClient(
-        KEY,
-        base_addresses={"api": base},
-        stripe_version=API_VERSION,
-        http_client=Urllib3Transport(),
-    )
-
-    def fetch(after: str | None) -> tuple[list[Any], bool]:
-        params: dict[str, Any] = {"limit": 100}
-        if after:
-            params["starting_after"] = after
-        body: Any = client.raw_request("get", PATH, **params).data
-        return list(body["data"]), bool(body["has_more"])
-
-    return fetch
+    return raw_request(base, Urllib3Transport())
 
 
 def requests_orjson(base: str) -> Fetch:
     session = requests.Session()
 
     def fetch(after: str | None) -> tuple[list[Any], bool]:
-        query = {"limit": 100, **({"starting_after": after} if after else {})}
-        answer = session.get(f"{base}{PATH}?{urlencode(query)}", headers=HEADERS, timeout=60)
+        query = urlencode(page_params(after))
+        answer = session.get(f"{base}{PATH}?{query}", headers=HEADERS, timeout=60)
         body = orjson.loads(answer.content)
         return list(body["data"]), bool(body["has_more"])
 
@@ -147,8 +134,7 @@ def urllib3_orjson(base: str) -> Fetch:
     pool = urllib3.HTTPConnectionPool(host, int(port), maxsize=1)
 
     def fetch(after: str | None) -> tuple[list[Any], bool]:
-        query = {"limit": 100, **({"starting_after": after} if after else {})}
-        answer = pool.request("GET", f"{PATH}?{urlencode(query)}", headers=HEADERS)
+        answer = pool.request("GET", f"{PATH}?{urlencode(page_params(after))}", headers=HEADERS)
         body = orjson.loads(answer.data)
         return list(body["data"]), bool(body["has_more"])
 

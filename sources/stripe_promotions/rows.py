@@ -115,7 +115,11 @@ class Observation:
 
 def json_text(value: Any) -> str | None:
     """JSON text for maps and lists, with sorted keys so equal values compare equal."""
-    return None if value is None else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    if value is None:
+        return None
+    if not value and type(value) is dict:  # the usual empty `metadata`, without orjson
+        return "{}"
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _as_id(value: Any) -> Any:
@@ -204,7 +208,7 @@ def objects_table(object_type: str, pages: Sequence[tuple[Observation, Sequence[
 def _top_level(objects: Sequence[Mapping[str, Any]], name: str, kind: str | None) -> list[Any]:
     """A field's values as `canonical` renders them."""
     if kind == JSON:
-        return [_json(obj.get(name)) for obj in objects]
+        return [json_text(obj.get(name)) for obj in objects]
     if kind is None:
         return [_flat(obj.get(name)) for obj in objects]
     if name in ID_FIELDS:
@@ -223,20 +227,11 @@ def _promotion_columns(objects: Sequence[Mapping[str, Any]]) -> dict[str, list[A
     return {"coupon_id": coupons, "promotion_type": types}
 
 
-def _json(value: Any) -> str | None:
-    """`json_text`, with the usual empty map short-cut."""
-    if value is None:
-        return None
-    if not value and type(value) is dict:
-        return "{}"
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-
-
 def _flat(value: Any) -> Any:
     """A value of a field without a declared type: maps and lists as JSON text."""
     if value is None or type(value) in _SCALARS:  # the usual case, without the ABC check
         return value
-    return _json(value) if isinstance(value, Mapping | list) else value
+    return json_text(value) if isinstance(value, Mapping | list) else value
 
 
 _SCALARS: Final = frozenset({str, int, float, bool})
