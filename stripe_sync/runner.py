@@ -27,7 +27,7 @@ from .errors import (
 )
 from .locking import RunLockedError, default_lock_wait, destination_run_lock, local_run_lock
 from .progress import Progress
-from .tuning import apply_duckdb_defaults
+from .tuning import apply_duckdb_defaults, rare_gc_pauses
 
 PIPELINE_NAME = "stripe_pipeline"
 DATASET_NAME = "stripe_raw"
@@ -121,7 +121,11 @@ def run_sync(request: SyncRequest, settings: Settings | None = None) -> RunResul
     pipeline: dlt.Pipeline | None = None
     progress = Progress(stats, enabled=settings.progress)
     try:
-        with progress.shown(), one_run_at_a_time(settings, progress) as pipeline:
+        with (
+            rare_gc_pauses(),
+            progress.shown(),
+            one_run_at_a_time(settings, progress) as pipeline,
+        ):
             resumed = finish_interrupted_run(pipeline, progress, notes)
             options = dict(settings.source_options)
             if settings.api_base:

@@ -4,14 +4,20 @@ Measured in benchmarks/RESULTS.md (issue 8): DuckDB sizes its thread pool from t
 cores, not the ones this process may use, and its buffer pool from 80% of RAM; bounding both
 keeps the load and the transforms of a 1,000,000-code account within the same memory as a
 100,000-code one. Outside Airflow, dlt's probe for Airflow's secrets costs 2-3 s and ~95 MB
-per run once the orchestration extra is installed. (The command also picks Arrow's allocator,
-which must happen before pyarrow is imported: see pipelines/stripe_pipeline.py.)
+per run once the orchestration extra is installed. A run allocates millions of short-lived
+dicts (parsed pages) that reference counting frees on its own; at Python's default thresholds
+the cyclic garbage collector still traverses them ~800 times, and the whole heap ~6 times, per
+120,000 objects: 0.9 s of a 6 s run. (The command also picks Arrow's allocator, which must
+happen before pyarrow is imported: see pipelines/stripe_pipeline.py.)
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dlt
 
@@ -19,6 +25,9 @@ DUCKDB_GLOBAL_CONFIG = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 # DuckDB spills to disk beyond this; the load and transforms of 1,000,000 codes run within it
 # (peak 311 MB at 75MB, 340 MB at 100MB: benchmarks/RESULTS.md).
 DUCKDB_MEMORY_LIMIT = "75MB"
+# Cyclic GC thresholds during a run: a young collection per 50,000 net new containers instead
+# of 700 (GC time per backfill of 120,000 objects: 0.96 s at the defaults, 0.09 s with these).
+RUN_GC_THRESHOLDS = (50_000, 20, 10)
 
 
 def usable_cores() -> int:
@@ -43,3 +52,19 @@ def skip_airflow_secrets() -> None:
     """Outside an Airflow task, tell dlt not to look for Airflow's secrets provider."""
     if "AIRFLOW_CTX_DAG_ID" not in os.environ:
         os.environ.setdefault("PROVIDERS__ENABLE_AIRFLOW_SECRETS", "false")
+
+
+@contextmanager
+def rare_gc_pauses() -> Iterator[None]:
+    """Raise the cyclic GC's thresholds for the duration of a run, then restore the caller's.
+
+    Thresholds a user set higher stay; a disabled collector stays disabled.
+    """
+    before = gc.get_threshold()
+    if before[0] > 0:
+        raised = zip(RUN_GC_THRESHOLDS, before, strict=True)
+        gc.set_threshold(*(max(mine, theirs) for mine, theirs in raised))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)

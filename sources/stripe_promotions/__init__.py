@@ -391,21 +391,21 @@ def observed_tables(
     object_type: ObjectType, pages: Iterable[Page], via: str, version: str, stats: RunStats
 ) -> Iterator[pa.Table]:
     """Pages as Arrow tables of about ROWS_PER_TABLE rows, each row with its observation."""
-    chunks: list[tuple[Observation, list[dict[str, Any]]]] = []
+    tables: list[pa.Table] = []
     rows = 0
     counter = f"{object_type.table}/{via}"
     for page in pages:
         if not page.objects:
             continue
         observation = Observation(page.server_time, via, via, page.received_ms, version)
-        chunks.append((observation, page.objects))
+        tables.append(objects_table(object_type.name, [(observation, page.objects)]))
         rows += len(page.objects)
         stats.rows[counter] += len(page.objects)
         if rows >= ROWS_PER_TABLE:
-            yield objects_table(object_type.name, chunks)
-            chunks, rows = [], 0
-    if chunks:
-        yield objects_table(object_type.name, chunks)
+            yield pa.concat_tables(tables, promote_options="default")
+            tables, rows = [], 0
+    if tables:
+        yield pa.concat_tables(tables, promote_options="default")
 
 
 def object_hints(object_type: ObjectType) -> Any:

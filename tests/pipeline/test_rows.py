@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sources.stripe_promotions import OBJECT_TYPES, RunStats, observed_tables
+from sources.stripe_promotions.client import Page
 from sources.stripe_promotions.rows import Observation, objects_table
 
 SEEN = Observation(1_700_000_100, "list", "list", 42, "2026-10-28.endive")
@@ -87,3 +89,16 @@ def test_an_empty_table_has_every_declared_column() -> None:
     assert {"id", "percent_off", "metadata", "_observed_at", "_observation_key"} <= set(
         table.column_names
     )
+
+
+def test_pages_with_different_unknown_fields_make_one_table() -> None:
+    first = {"id": "prod_1", "object": "product", "created": 1_700_000_001, "brand_new": "x"}
+    second = {"id": "prod_2", "object": "product", "created": 1_700_000_000}
+    pages = [Page([first], True, 1_700_000_100), Page([], True, 1_700_000_100)]
+    pages.append(Page([second], False, 1_700_000_101))
+    stats = RunStats()
+    (table,) = observed_tables(OBJECT_TYPES["product"], pages, "list", "2026-10-28.endive", stats)
+    by_id = {row["id"]: row for row in table.to_pylist()}
+    assert by_id["prod_1"]["brand_new"] == "x" and by_id["prod_2"]["brand_new"] is None
+    assert by_id["prod_2"]["_observed_at"] == 1_700_000_101
+    assert stats.rows["products/list"] == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,19 @@ import duckdb
 import pytest
 import stripe
 
+import stripe_sync.runner
 from sources.stripe_promotions import BatchError, SyncRequest
 from stripe_emulator import Account
 from stripe_emulator.server import EmulatorServer
+from stripe_sync import RunError
 from stripe_sync import coupons as coupon_verbs
-from stripe_sync.tuning import DUCKDB_GLOBAL_CONFIG, DUCKDB_MEMORY_LIMIT, usable_cores
+from stripe_sync.tuning import (
+    DUCKDB_GLOBAL_CONFIG,
+    DUCKDB_MEMORY_LIMIT,
+    RUN_GC_THRESHOLDS,
+    rare_gc_pauses,
+    usable_cores,
+)
 from tests.support import TEST_KEY, Warehouse, as_json
 
 DAY = 24 * 3600
@@ -321,6 +330,45 @@ def test_a_users_own_duckdb_settings_win(
     duckdb_warehouse.run()
     assert duckdb_setting(duckdb_warehouse, "threads") == 1
     assert duckdb_setting(duckdb_warehouse, "memory_limit") != duckdb_rendering(DUCKDB_MEMORY_LIMIT)
+
+
+def test_a_run_collects_cycles_rarely_and_restores_the_callers_gc_settings(
+    duckdb_warehouse: Warehouse, stripe_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    during: list[tuple[int, ...]] = []
+    transform = stripe_sync.runner.transform
+
+    def watched(*args: Any) -> Any:
+        during.append(gc.get_threshold())
+        return transform(*args)
+
+    monkeypatch.setattr(stripe_sync.runner, "transform", watched)
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        duckdb_warehouse.run()
+        assert during == [RUN_GC_THRESHOLDS]
+        assert gc.get_threshold() == (700, 10, 10)
+        stripe_emulator.account.keys.set_access(TEST_KEY, "revoked")
+        with pytest.raises(RunError, match="refused the API key"):
+            duckdb_warehouse.run()
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_higher_gc_thresholds_and_a_disabled_collector_are_kept() -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(100_000, 5, 50)
+        with rare_gc_pauses():
+            assert gc.get_threshold() == (100_000, RUN_GC_THRESHOLDS[1], 50)
+        assert gc.get_threshold() == (100_000, 5, 50)
+        gc.set_threshold(0)  # threshold 0 turns automatic collection off
+        with rare_gc_pauses():
+            assert gc.get_threshold()[0] == 0
+    finally:
+        gc.set_threshold(*before)
 
 
 def _events(account: Account) -> list[dict[str, Any]]:
