@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sources.stripe_promotions import OBJECT_TYPES, RunStats, observed_tables
+from sources.stripe_promotions import RunStats, observed_tables
 from sources.stripe_promotions.client import Page
 from sources.stripe_promotions.rows import Observation, objects_table
+from sources.stripe_promotions.settings import OBJECT_TYPES
 
 SEEN = Observation(1_700_000_100, "list", "list", 42, "2026-10-28.endive")
 LATER = Observation(1_700_000_200, "retrieve", "retrieve", 43, "2026-10-28.endive")
