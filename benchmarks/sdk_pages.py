@@ -18,7 +18,9 @@ a time. Every way reads the same pages, `GET /v1/promotion_codes?limit=100` foll
 * `requests + orjson`: the same HTTP library the SDK uses (one `requests.Session`), the body
   parsed with `orjson.loads`;
 * `urllib3 + orjson`: one `urllib3.HTTPConnectionPool`, parsed with `orjson.loads`: what the
-  source uses now.
+  source used until libcurl replaced it;
+* `libcurl + orjson`: the source's own `Transport` (pycurl), parsed with `orjson.loads`: what
+  the source uses now.
 
 * `raw_request over urllib3`: `raw_request` with the SDK's pluggable transport
   (`StripeClient(http_client=...)`) a `stripe.HTTPClient` on urllib3, to tell the cost of the
@@ -53,6 +55,7 @@ import urllib3  # noqa: E402
 
 from sources.stripe_promotions.rows import Observation, objects_table  # noqa: E402
 from sources.stripe_promotions.settings import API_VERSION  # noqa: E402
+from sources.stripe_promotions.transport import Transport  # noqa: E402
 
 KEY = "sk_test_benchmarkKey0123456789"
 URL_LINE = re.compile(rb"http://127\.0\.0\.1:\d+")
@@ -141,12 +144,23 @@ def urllib3_orjson(base: str) -> Fetch:
     return fetch
 
 
+def libcurl_orjson(base: str) -> Fetch:
+    transport = Transport(HEADERS, timeout=60)
+
+    def fetch(after: str | None) -> tuple[list[Any], bool]:
+        body = orjson.loads(transport.get(f"{base}{PATH}?{urlencode(page_params(after))}").body)
+        return list(body["data"]), bool(body["has_more"])
+
+    return fetch
+
+
 WAYS: dict[str, Callable[[str], Fetch]] = {
     "sdk list (StripeObjects)": sdk_list,
     "raw_request (OrderedDicts)": raw_request,
     "raw_request over urllib3 (OrderedDicts)": raw_request_urllib3,
     "requests + orjson": requests_orjson,
     "urllib3 + orjson": urllib3_orjson,
+    "libcurl + orjson (the connector)": libcurl_orjson,
 }
 
 

@@ -1,8 +1,9 @@
 """HTTP and paging mechanics: one Stripe client per run, rate-limited, retrying, parallel.
 
-Pages come back as plain JSON (urllib3, parsed by orjson): no `StripeObject`s, not even the
-SDK's `raw_request` (see benchmarks/RESULTS.md for the measurement). Errors become
-`StripeSourceError`s whose messages say what to fix and never contain the API key.
+Pages come back as plain JSON (libcurl, see transport.py; parsed by orjson): no
+`StripeObject`s, not even the SDK's `raw_request` (see benchmarks/RESULTS.md for the
+measurement). Errors become `StripeSourceError`s whose messages say what to fix and never
+contain the API key.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import random
 import re
 import threading
 import time
-import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -22,9 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import certifi
 import orjson
-import urllib3
 
 from .settings import (
     API_VERSION,
@@ -35,6 +33,7 @@ from .settings import (
     REQUEST_TIMEOUT_SECONDS,
     STRIPE_EPOCH,
 )
+from .transport import Transport, TransportError
 
 KEY_FORMAT = re.compile(r"^(sk|rk)_(test|live)_[0-9A-Za-z]+$")
 
@@ -209,7 +208,7 @@ class Window:
 class StripeApi:
     """A read-only Stripe client for one run: pinned version, rate limit, retries.
 
-    Requests go through one thread-safe urllib3 pool; bodies are parsed by orjson into plain
+    Requests go through libcurl (transport.py); bodies are parsed by orjson into plain
     dicts and lists. The `stripe` SDK's `raw_request` costs 4x the CPU per page (it parses into
     `OrderedDict`s) and its `StripeObject`s 30x (benchmarks/RESULTS.md, "Why not the SDK").
     Answers are read as the SDK reads them: the same statuses are retried, and errors carry
@@ -238,14 +237,8 @@ class StripeApi:
             raise StripeSourceError(f"page_size must be between 1 and 100, not {page_size}")
         self.page_size = page_size
         self.max_workers = max_workers or max(2, min(32, math.ceil(self.rate * 0.35)))
-        self._headers = {
-            "Authorization": f"Bearer {self._key}",
-            "Stripe-Version": api_version,
-            "User-Agent": USER_AGENT,
-            "Accept-Encoding": "gzip, deflate",
-        }
-        # Listings in parallel and retrievals each use up to max_workers connections.
-        self._http = _pool(self.api_base, 4 * self.max_workers + 4)
+        headers = {"Authorization": f"Bearer {self._key}", "Stripe-Version": api_version}
+        self._http = Transport(headers, REQUEST_TIMEOUT_SECONDS)
         self._lock = threading.Lock()
         self._listings = 0  # parallel listings under way
         self.requests_made = 0
@@ -294,19 +287,18 @@ class StripeApi:
     def _send(self, url: str) -> tuple[Any, str | None]:
         """One GET: the parsed body and the Date header, or a `_Failure` saying what went wrong."""
         try:
-            response = self._http.request("GET", url, headers=self._headers)
-        except urllib3.exceptions.HTTPError as failed:  # refused, dropped, timed out
-            raise _Failure("connection", message=type(failed).__name__) from None
-        status, headers = response.status, response.headers
-        request_id = headers.get("Request-Id")
+            response = self._http.get(url)
+        except TransportError as failed:  # refused, dropped, timed out
+            raise _Failure("connection", message=str(failed)) from None
+        status, request_id = response.status, response.request_id
         try:
-            body = orjson.loads(response.data)
+            body = orjson.loads(response.body)
         except orjson.JSONDecodeError:
             raise _Failure(
                 "server", status, f"Invalid response body from API (HTTP {status})", request_id
             ) from None
         if 200 <= status < 300:
-            return body, headers.get("Date")
+            return body, response.date
         error = body.get("error") if isinstance(body, dict) else None
         if not isinstance(error, dict):
             raise _Failure("server", status, f"Invalid error object (HTTP {status})", request_id)
@@ -611,7 +603,6 @@ def _clip(
     return page, rest
 
 
-USER_AGENT = f"stripe-promotions-pipeline (urllib3/{urllib3.__version__})"  # type: ignore[attr-defined]
 # Failures worth another attempt: no answer, 429, and 5xx (or any answer that is not JSON).
 RETRIED = frozenset({"connection", "rate_limit", "server"})
 
@@ -634,21 +625,6 @@ class _Failure(Exception):
         message = self.message or (f"HTTP {self.status}" if self.status else self.kind)
         request = f" (request {self.request_id})" if self.request_id else ""
         return f"{message.rstrip('.')}.{request}"
-
-
-def _pool(api_base: str, size: int) -> urllib3.PoolManager:
-    """Keep-alive connections to the base URL (through the environment's proxy, if any)."""
-    options: dict[str, Any] = {
-        "maxsize": size,
-        "timeout": urllib3.Timeout(connect=10.0, read=REQUEST_TIMEOUT_SECONDS),
-        "retries": False,  # `get` retries, counts and backs off itself
-        "ca_certs": certifi.where(),  # Mozilla's roots, as requests and the stripe SDK use
-    }
-    parts = urlsplit(api_base)
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
-        return urllib3.ProxyManager(proxy, **options)
-    return urllib3.PoolManager(**options)
 
 
 def _encode(params: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:

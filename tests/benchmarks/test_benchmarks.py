@@ -51,7 +51,8 @@ def test_pipeline_backfill_reports_against_the_floor_and_a_quiet_run() -> None:
 
 def test_sdk_pages_compares_every_way() -> None:
     output = run("sdk_pages.py", "--codes", "500", "--pages", "3", "--rounds", "1")
-    for way in ("sdk list", "raw_request (OrderedDicts)", "raw_request over urllib3", "urllib3"):
+    ways = ("sdk list", "raw_request (OrderedDicts)", "raw_request over urllib3", "urllib3")
+    for way in (*ways, "libcurl + orjson (the connector)"):
         assert f"| {way}" in output
 
 

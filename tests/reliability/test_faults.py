@@ -74,6 +74,7 @@ def test_runs_converge_through_injected_faults(
             changes.make(5)
             account.faults.reset()
             account.faults.configure(seed=random.Random(seed()).randrange(1 << 30), **faults)
+            account.requests.clear()
             try:  # an incremental run, then a full listing (many more requests)
                 results = [warehouse.run(), warehouse.run(SyncRequest("full"))]
             finally:
@@ -83,10 +84,15 @@ def test_runs_converge_through_injected_faults(
             assert None not in stats
             retries = sum(api.retries for api in stats if api is not None)
             retried += retries
-            requests += sum(result.stats.requests for result in results)
+            made = sum(result.stats.requests for result in results)
+            requests += made
             injected.update(got)
-            # Every injected fault cost one retry, and the runs still converged.
-            assert retries == sum(got.values()), (name, got)
+            # Every injected fault cost one retry, and the runs still converged. libcurl itself
+            # sends a request again, once, when a reused keep-alive connection closes before
+            # any answer (transport.py): the emulator counts those, the connector does not.
+            resent = sum(account.requests.values()) - made
+            assert 0 <= resent <= got.get("drop", 0), (name, got, resent)
+            assert retries + resent == sum(got.values()), (name, got, resent)
             assert_converged(warehouse, account)
             root = warehouse_root(warehouse)
             assert_cursors_cover_loaded_data(warehouse, account, local_state(root))
