@@ -390,7 +390,12 @@ def list_params(object_type: ObjectType) -> dict[str, Any]:
 def observed_tables(
     object_type: ObjectType, pages: Iterable[Page], via: str, version: str, stats: RunStats
 ) -> Iterator[pa.Table]:
-    """Pages as Arrow tables of about ROWS_PER_TABLE rows, each row with its observation."""
+    """Pages as Arrow tables of about ROWS_PER_TABLE rows, each row with its observation.
+
+    Each page becomes a table as it arrives (its dicts are then freed while still in the CPU's
+    cache); the pages' tables are joined into one contiguous table, since dlt's incremental
+    filters a table of 50 chunks ten times slower than a contiguous one.
+    """
     tables: list[pa.Table] = []
     rows = 0
     counter = f"{object_type.table}/{via}"
@@ -402,10 +407,15 @@ def observed_tables(
         rows += len(page.objects)
         stats.rows[counter] += len(page.objects)
         if rows >= ROWS_PER_TABLE:
-            yield pa.concat_tables(tables, promote_options="default")
+            yield joined(tables)
             tables, rows = [], 0
     if tables:
-        yield pa.concat_tables(tables, promote_options="default")
+        yield joined(tables)
+
+
+def joined(tables: list[pa.Table]) -> pa.Table:
+    """Tables of pages as one contiguous table; a column some pages lack is null there."""
+    return pa.concat_tables(tables, promote_options="default").combine_chunks()
 
 
 def object_hints(object_type: ObjectType) -> Any:

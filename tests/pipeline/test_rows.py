@@ -99,6 +99,7 @@ def test_pages_with_different_unknown_fields_make_one_table() -> None:
     pages.append(Page([second], False, 1_700_000_101))
     stats = RunStats()
     (table,) = observed_tables(OBJECT_TYPES["product"], pages, "list", "2026-10-28.endive", stats)
+    assert all(column.num_chunks == 1 for column in table.columns)  # contiguous, for dlt
     by_id = {row["id"]: row for row in table.to_pylist()}
     assert by_id["prod_1"]["brand_new"] == "x" and by_id["prod_2"]["brand_new"] is None
     assert by_id["prod_2"]["_observed_at"] == 1_700_000_101
