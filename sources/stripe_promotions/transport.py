@@ -70,9 +70,11 @@ class Transport:
             code, message = failed.args if len(failed.args) == 2 else (0, str(failed))
             raise TransportError(f"{message} (curl error {code})") from None
         status = int(curl.getinfo(pycurl.RESPONSE_CODE))
+        body = b"".join(chunks)
+        chunks.clear()  # the idle handle's callback keeps the list until its next request
         with self._lock:
             self._idle.append(curl)
-        return Response(status, b"".join(chunks), found.get("date"), found.get("request-id"))
+        return Response(status, body, found.get("date"), found.get("request-id"))
 
     def _borrow(self) -> pycurl.Curl:
         with self._lock:
@@ -88,13 +90,6 @@ class Transport:
         curl.setopt(pycurl.NOSIGNAL, 1)  # timeouts without signals: required with threads
         curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
         return curl
-
-    def close(self) -> None:
-        """Close the idle connections."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for curl in idle:
-            curl.close()
 
 
 WANTED = frozenset({b"date", b"request-id"})
