@@ -234,10 +234,12 @@ def events(connect: Connector, planner: Planner, lag: int, stats: RunStats) -> D
             yield routed(table, table_name)
         # Events omit fields Stripe includes only on request (a coupon's applies_to and
         # currency_options): read the changed objects again with them.
+        # They rank above this run's events within a second: they were read after them.
+        after_events = run_order + EVENT_POSITIONS
         for object_type in OBJECT_TYPES.values():
             changed = changes.changed_ids(object_type.name)
             if object_type.expand and changed:
-                yield from retrieved(connect(), object_type, changed, stats)
+                yield from retrieved(connect(), object_type, changed, stats, after_events)
         new_cursor = max(newest, plan.now - lag)
         state["cursor"] = new_cursor
         state["seen"] = sorted(i for created, i in recent if created >= new_cursor - lag)
@@ -260,16 +262,26 @@ def by_ids(
 
 
 def retrieved(
-    api: StripeApi, object_type: ObjectType, ids: Sequence[str], stats: RunStats
+    api: StripeApi,
+    object_type: ObjectType,
+    ids: Sequence[str],
+    stats: RunStats,
+    order: int | None = None,
 ) -> Iterator[Any]:
-    """Objects read by id (in parallel): their rows, and tombstones for ids Stripe lacks."""
+    """Objects read by id (in parallel): their rows, and tombstones for ids Stripe lacks.
+
+    `order` ranks them within their second (default: the local ms of each answer).
+    """
     with ThreadPoolExecutor(max_workers=api.max_workers) as pool:
         pages = list(pool.map(lambda i: api.retrieve(object_type.path, i, object_type.expand), ids))
     found = [(p.objects[0], p) for p in pages if p.objects]
     if found:
         version = api.api_version
         chunks = [
-            (Observation(p.server_time, "retrieve", "retrieve", p.received_ms, version), [obj])
+            (
+                Observation(p.server_time, "retrieve", "retrieve", order or p.received_ms, version),
+                [obj],
+            )
             for obj, p in found
         ]
         stats.rows[f"{object_type.table}/retrieve"] += len(chunks)
@@ -283,7 +295,10 @@ def retrieved(
                 deleted_at=page.server_time,
                 source="not_found",
                 observation=Observation(
-                    page.server_time, "retrieve", f"not_found:{page.server_time}", page.received_ms
+                    page.server_time,
+                    "retrieve",
+                    f"not_found:{page.server_time}",
+                    order or page.received_ms,
                 ),
                 reason="Stripe answered 404 (resource_missing)",
             )

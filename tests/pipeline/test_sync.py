@@ -332,6 +332,33 @@ def test_a_users_own_duckdb_settings_win(
     assert duckdb_setting(duckdb_warehouse, "memory_limit") != duckdb_rendering(DUCKDB_MEMORY_LIMIT)
 
 
+def test_a_retrieval_made_for_an_event_outranks_the_event_in_the_same_second(
+    warehouse: Warehouse, client: stripe.StripeClient, stripe_emulator: EmulatorServer
+) -> None:
+    # Everything in one second of Stripe's clock: the event's snapshot (without applies_to
+    # and currency_options) and the coupon read again for them must not tie against it.
+    stripe_emulator.account.clock.freeze()
+    product = client.v1.products.create(params={"name": "Hat"})
+    params: Any = {
+        "id": "SAMESECOND",
+        "amount_off": 500,
+        "currency": "usd",
+        "duration": "once",
+        "applies_to": {"products": [product.id]},
+    }
+    client.v1.coupons.create(params=params)
+    warehouse.run()
+    client.v1.coupons.update("SAMESECOND", params={"metadata": {"campaign": "spring"}})
+    gone = client.v1.coupons.create(params={"id": "GONE", "percent_off": 10, "duration": "once"})
+    warehouse.run()
+    client.v1.coupons.delete(gone.id)
+    warehouse.run()
+    coupons = warehouse.current("coupons")
+    assert as_json(coupons["SAMESECOND"]["applies_to"]) == {"products": [product.id]}
+    assert as_json(coupons["SAMESECOND"]["metadata"]) == {"campaign": "spring"}
+    assert coupons["GONE"]["is_deleted"] is True
+
+
 def test_a_run_collects_cycles_rarely_and_restores_the_callers_gc_settings(
     duckdb_warehouse: Warehouse, stripe_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
