@@ -209,8 +209,8 @@ class StripeApi:
     """A read-only Stripe client for one run: pinned version, rate limit, retries.
 
     Requests go through libcurl (transport.py); bodies are parsed by orjson into plain
-    dicts and lists. The `stripe` SDK's `raw_request` costs 4x the CPU per page (it parses into
-    `OrderedDict`s) and its `StripeObject`s 30x (benchmarks/RESULTS.md, "Why not the SDK").
+    dicts and lists. The `stripe` SDK's `raw_request` costs 4-6x the CPU per page (it parses
+    into `OrderedDict`s) and its `StripeObject`s ~50x (benchmarks/RESULTS.md, "Why not the SDK").
     Answers are read as the SDK reads them: the same statuses are retried, and errors carry
     Stripe's own message and request id.
     """

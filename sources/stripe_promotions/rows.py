@@ -206,11 +206,9 @@ def objects_table(object_type: str, pages: Sequence[tuple[Observation, Sequence[
 
 
 def _top_level(objects: Sequence[Mapping[str, Any]], name: str, kind: str | None) -> list[Any]:
-    """A field's values as `canonical` renders them."""
+    """A top-level field's values for its column (undeclared ones become text in `_inferred`)."""
     if kind == JSON:
         return [json_text(obj.get(name)) for obj in objects]
-    if kind is None:
-        return [_flat(obj.get(name)) for obj in objects]
     if name in ID_FIELDS:
         return [_as_id(obj.get(name)) for obj in objects]
     return [obj.get(name) for obj in objects]

@@ -17,7 +17,8 @@ STRIPE_EPOCH: Final = 1293840000
 ROWS_PER_TABLE: Final = 20_000
 # Ties within one second of Stripe's clock: observations rank by the local clock in ms when
 # they arrived. Events rank above them all (a listing in that second may predate the change):
-# by the run that read them (its start in ms), then by position in Stripe's newest-first list.
+# by the run that read them (its start in ms), then by position in Stripe's newest-first list;
+# objects that run reads again for fields events leave out rank just above its events.
 EVENT_POSITIONS: Final = 1_000_000
 
 # Stripe keeps events for 30 days; past (30 days - margin) the run lists everything instead.

@@ -34,6 +34,21 @@ def new_coupon(client: stripe.StripeClient, coupon_id: str, **params: Any) -> st
     return client.v1.coupons.create(params=fields)
 
 
+def product_coupon(
+    client: stripe.StripeClient, coupon_id: str, product_id: str, **params: Any
+) -> stripe.Coupon:
+    """$5 off once, for one product: a coupon with fields events leave out (`applies_to`)."""
+    fields: Any = {
+        "id": coupon_id,
+        "amount_off": 500,
+        "currency": "usd",
+        "duration": "once",
+        "applies_to": {"products": [product_id]},
+        **params,
+    }
+    return client.v1.coupons.create(params=fields)
+
+
 def new_code(client: stripe.StripeClient, coupon_id: str, code: str) -> stripe.PromotionCode:
     return client.v1.promotion_codes.create(
         params={"code": code, "promotion": {"type": "coupon", "coupon": coupon_id}}
@@ -94,15 +109,7 @@ def test_coupons_changed_through_events_keep_their_expandable_fields(
     warehouse: Warehouse, client: stripe.StripeClient
 ) -> None:
     product = client.v1.products.create(params={"name": "Hat"})
-    params: Any = {
-        "id": "EUROS",
-        "amount_off": 500,
-        "currency": "usd",
-        "duration": "once",
-        "currency_options": {"eur": {"amount_off": 450}},
-        "applies_to": {"products": [product.id]},
-    }
-    client.v1.coupons.create(params=params)
+    product_coupon(client, "EUROS", product.id, currency_options={"eur": {"amount_off": 450}})
     warehouse.run()
     client.v1.coupons.update("EUROS", params={"currency_options": {"gbp": {"amount_off": 400}}})
     warehouse.run()
@@ -339,17 +346,10 @@ def test_a_retrieval_made_for_an_event_outranks_the_event_in_the_same_second(
     # and currency_options) and the coupon read again for them must not tie against it.
     stripe_emulator.account.clock.freeze()
     product = client.v1.products.create(params={"name": "Hat"})
-    params: Any = {
-        "id": "SAMESECOND",
-        "amount_off": 500,
-        "currency": "usd",
-        "duration": "once",
-        "applies_to": {"products": [product.id]},
-    }
-    client.v1.coupons.create(params=params)
+    product_coupon(client, "SAMESECOND", product.id)
     warehouse.run()
     client.v1.coupons.update("SAMESECOND", params={"metadata": {"campaign": "spring"}})
-    gone = client.v1.coupons.create(params={"id": "GONE", "percent_off": 10, "duration": "once"})
+    gone = new_coupon(client, "GONE")
     warehouse.run()
     client.v1.coupons.delete(gone.id)
     warehouse.run()
