@@ -6,7 +6,8 @@ Usage (from the repository root):
         [--concurrency 8] [--core N]
 
 For each size the emulator runs as a separate process
-(`python -m stripe_emulator --port 0 --seed N`; its URL is read from its first line of
+(`python -m stripe_emulator --port 0 --no-rate-limits --seed N`: Stripe's rate limits would
+measure the limit, not the server; its URL is read from its first line of
 output), so the server process is what is measured, and this process drives it over
 keep-alive connections on 127.0.0.1 with `--concurrency` asyncio workers. Every request
 asks for a full page, `GET /v1/promotion_codes?limit=100`, the way a connector pages:
@@ -51,6 +52,8 @@ import aiohttp
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+# The emulator without rate limits: these benchmarks measure CPU, not Stripe's limits.
+EMULATOR = [sys.executable, "-m", "stripe_emulator", "--port", "0", "--no-rate-limits"]
 HEADERS = {
     "Authorization": "Bearer sk_test_bench123456",
     "Stripe-Version": "2026-10-28.endive",
@@ -188,7 +191,7 @@ def start_server(codes: int) -> tuple[subprocess.Popen[bytes], str, float]:
     """Start a seeded emulator process; return it, its URL and the startup-and-seed time."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "stripe_emulator", "--port", "0", "--seed", str(codes)],
+        [*EMULATOR, "--seed", str(codes)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
     )

@@ -3,8 +3,10 @@
 Usage (from the repository root):
 
     .venv/bin/python benchmarks/pipeline_backfill.py [--codes 100000] [--coupons 10000]
-        [--products 10000] [--latency-ms 150] [--rate-limit 100] [--max-rps R]
-        [--destination duckdb] [--workdir DIR] [--no-pin] [--no-quiet-run]
+        [--products 10000] [--latency-ms 150] [--key live|test] [--no-limits]
+        [--account-rate-limit R] [--operation-rate-limit R] [--max-rps R]
+        [--max-rps-per-operation R] [--destination duckdb] [--workdir DIR] [--no-pin]
+        [--quiet-runs N]
         [--install plain|full] [--airflow-secrets] [--duckdb-threads N]
         [--duckdb-memory-limit SIZE] [--arrow-memory-pool POOL] [--timeline] [--json]
 
@@ -15,23 +17,29 @@ on a VM whose speed drifts can be compared.
 Three processes, so each is measured on its own:
 
 * the emulator, `python -m stripe_emulator --port 0 --seed N --coupons C --products P
-  --latency-ms X --rate-limit RPS` (its URL is read from its first line of output);
+  --latency-ms X` with Stripe's rate limits (or the ones asked for, or none) (its URL is read
+  from its first line of output);
 * the pipeline: `run_sync(SyncRequest(), Settings(...))` (extract, normalize, load, transforms)
   in a child process of its own, so its peak memory is that process's maximum resident set
-  (`getrusage`), and its CPU time is its own; a second child then runs again with nothing
-  changed in Stripe (the quiet run);
-* this process, which starts both, reads the emulator's request counts
-  (`GET /_emulator/requests`) and prints the table.
+  (`getrusage`), and its CPU time is its own; more children then run again with nothing
+  changed in Stripe (the quiet runs, `--quiet-runs`, default 1);
+* this process, which starts both, reads the emulator's request and 429 counts
+  (`GET /_emulator/requests`, `GET /_emulator/rate_limits`) and prints the table.
 
 With two or more cores the emulator is pinned to the last core and the pipeline to the
 others (`--no-pin` leaves both free), so "one core" for the pipeline means one core.
 
-The connector's rate is `--max-rps` (default: the emulator's `--rate-limit`, or 10,000 when
-there is no rate limit), passed as `SOURCES__STRIPE__MAX_REQUESTS_PER_SECOND`: the test key's
-own default would be 25 requests/s.
+The key is a live one by default (Stripe allows it 100 requests/s for the account, 25 for each
+operation; a test key 25 for the account). The connector's limits are its defaults for that
+key unless `--max-rps` / `--max-rps-per-operation` say otherwise (passed as
+`SOURCES__STRIPE__MAX_REQUESTS_PER_SECOND[_PER_OPERATION]`); with `--no-limits` the emulator
+answers no 429 and the connector aims at 10,000 requests/s: the CPU-bound measurement.
 
-The rate-limit floor is the least time the backfill can take at that rate: the pages the
-account needs (ceil(objects / 100) per type) divided by requests per second. Phase times come
+The rate-limit floor is the least time Stripe's limits allow the backfill: the pages the
+account needs (ceil(objects / 100) per type) divided by the account's requests per second,
+or the pages of the busiest list divided by its operation's limit, whichever is longer (each
+list is one operation: 1,000 pages of promotion codes take at least 40 s at 25/s, however
+many requests/s the account may make). Phase times come
 from the runner's phases (extracting, normalizing, loading, transforming); "extract, API" is
 the time from the first to the last API answer. The destination is DuckDB in a temporary
 folder unless `--destination` and dlt's usual environment variables say otherwise.
@@ -61,7 +69,9 @@ import orjson
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY = "sk_test_benchmarkKey0123456789"
+KEYS = {"live": "sk_live_benchmarkKey0123456789", "test": "sk_test_benchmarkKey0123456789"}
+STRIPE_LIMITS = {"live": 100.0, "test": 25.0}  # account-wide requests/s by key mode
+OPERATION_LIMIT = 25.0
 URL_LINE = re.compile(rb"http://127\.0\.0\.1:\d+")
 PHASES = ("extracting", "normalizing", "loading", "transforming")
 SEED_TIMEOUT = 600.0  # seconds for the emulator to seed (1,000,000 codes take about 35)
@@ -216,6 +226,10 @@ class Emulator:
     def api_requests(self) -> int:
         return int(self.get("/_emulator/requests")["total"])
 
+    def rejected(self) -> int:
+        """Requests answered 429 so far."""
+        return sum(self.get("/_emulator/rate_limits")["rejected"].values())
+
     def cpu_s(self) -> float:
         times = psutil.Process(self.process.pid).cpu_times()
         return float(times.user + times.system)
@@ -234,8 +248,11 @@ def start_emulator(args: argparse.Namespace) -> Emulator:
     command = [sys.executable, "-m", "stripe_emulator", "--port", "0", "--seed", str(args.codes)]
     command += ["--coupons", str(args.coupons), "--products", str(args.products)]
     command += ["--latency-ms", str(args.latency_ms)]
-    if args.rate_limit:
-        command += ["--rate-limit", str(args.rate_limit)]
+    if args.no_limits:
+        command += ["--no-rate-limits"]
+    else:
+        command += [f"--{args.key}-rate-limit", str(account_limit(args))]
+        command += ["--operation-rate-limit", str(args.operation_rate_limit)]
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE)
     assert process.stdout is not None
@@ -263,29 +280,57 @@ def run_child(config: dict[str, Any], cores: set[int] | None) -> tuple[dict[str,
         return json.load(out), wall
 
 
-def floor_pages(args: argparse.Namespace) -> int:
-    """Pages a backfill of this account needs at 100 objects a page."""
-    return sum(math.ceil(n / 100) for n in (args.codes, args.coupons, args.products))
+def floor_pages(args: argparse.Namespace) -> list[int]:
+    """Pages each list of a backfill of this account needs at 100 objects a page."""
+    return [math.ceil(n / 100) for n in (args.codes, args.coupons, args.products)]
+
+
+def account_limit(args: argparse.Namespace) -> float:
+    """The account-wide requests/s the emulator allows the key."""
+    return float(args.account_rate_limit or STRIPE_LIMITS[args.key])
+
+
+def floor_seconds(args: argparse.Namespace) -> tuple[float, str] | None:
+    """The least time Stripe's limits allow the backfill, and how it was worked out."""
+    if args.no_limits:
+        return None
+    pages = floor_pages(args)
+    account = sum(pages) / account_limit(args)
+    busiest = max(pages) / args.operation_rate_limit
+    how = (
+        f"max({sum(pages):,} pages / {account_limit(args):g} per s, "
+        f"{max(pages):,} pages of the busiest list / {args.operation_rate_limit:g} per s) "
+    )
+    return max(account, busiest), how
 
 
 def report(
     args: argparse.Namespace,
     emulator: Emulator,
-    runs: list[tuple[str, dict[str, Any], float, int, float]],
+    runs: list[tuple[str, dict[str, Any], float, int, float, int]],
     load: tuple[float, float, float],
 ) -> None:
     """The table: one column per run."""
-    rps = args.max_rps
-    pages = floor_pages(args)
+    pages = sum(floor_pages(args))
     objects = args.codes + args.coupons + args.products
-    floor = pages / args.rate_limit if args.rate_limit else None
+    floored = floor_seconds(args)
+    floor = floored[0] if floored else None
     mib = 2**20
+    limits = (
+        "none"
+        if args.no_limits
+        else f"{account_limit(args):g}/s account, {args.operation_rate_limit:g}/s per operation"
+    )
+    connector = (
+        f"{args.max_rps or 'default'} requests/s, "
+        f"{args.max_rps_per_operation or 'default'} per operation"
+    )
     print()
     print(
         f"account: {args.codes:,} promotion codes, {args.coupons:,} coupons, "
         f"{args.products:,} products ({objects:,} objects, {pages:,} pages of 100); emulator "
-        f"latency {args.latency_ms:g} ms, rate limit {args.rate_limit or 'none'}, seeded in "
-        f"{emulator.seed_s:.1f} s; connector max {rps:g} requests/s"
+        f"latency {args.latency_ms:g} ms, {args.key} key, rate limits {limits}, seeded in "
+        f"{emulator.seed_s:.1f} s; connector max {connector}"
     )
     print(
         f"install: {args.install}; DuckDB threads {args.duckdb_threads or 'usable cores'}, "
@@ -294,10 +339,10 @@ def report(
         f"load average before: {load[0]:.2f} {load[1]:.2f} "
         f"{load[2]:.2f}; cpus {os.cpu_count()}; pipeline pinned: {not args.no_pin}"
     )
-    if floor:
-        print(f"rate-limit floor: {pages:,} pages / {args.rate_limit:g} per s = {floor:.2f} s")
+    if floored:
+        print(f"rate-limit floor: {floored[1]}= {floored[0]:.2f} s")
     rows: list[tuple[str, ...]] = []
-    for label, r, wall, server_requests, server_cpu in runs:
+    for label, r, wall, server_requests, server_cpu, rejected in runs:
         ph = r["phases"]
         extract = ph.get("extracting", [0.0, 0.0])[0]
         listed = sum(r["rows"].values())
@@ -306,6 +351,7 @@ def report(
             ("core speed: calibration CPU ms", f"{r['calibration_ms']:.0f}"),
             ("objects written", f"{listed:,}"),
             ("API requests (connector / emulator)", f"{r['requests']:,} / {server_requests:,}"),
+            ("answered 429 (emulator)", f"{rejected:,}"),
             ("retries (429 and errors)", f"{r['retries']:,}"),
             ("connector workers per listing", str(r["workers"])),
             ("run_sync wall s", f"{r['run_s']:.2f}"),
@@ -356,8 +402,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coupons", type=int, default=10_000)
     parser.add_argument("--products", type=int, default=10_000)
     parser.add_argument("--latency-ms", type=float, default=150.0)
-    parser.add_argument("--rate-limit", type=float, default=100.0, help="0: none")
-    parser.add_argument("--max-rps", type=float, help="the connector's requests/s")
+    parser.add_argument(
+        "--key", choices=("live", "test"), default="live", help="the key's mode (default: live)"
+    )
+    parser.add_argument(
+        "--no-limits", action="store_true", help="no rate limits anywhere: the CPU-bound case"
+    )
+    parser.add_argument(
+        "--account-rate-limit",
+        type=float,
+        help="the emulator's account-wide requests/s (default: Stripe's, 100 live / 25 test)",
+    )
+    parser.add_argument(
+        "--operation-rate-limit",
+        type=float,
+        default=OPERATION_LIMIT,
+        help="the emulator's requests/s per operation (default: Stripe's, 25)",
+    )
+    parser.add_argument(
+        "--max-rps", type=float, help="the connector's requests/s (default: its own default)"
+    )
+    parser.add_argument(
+        "--max-rps-per-operation",
+        type=float,
+        help="the connector's requests/s per operation (default: its own default)",
+    )
     parser.add_argument("--destination", default="duckdb")
     parser.add_argument(
         "--duckdb-threads",
@@ -379,7 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workdir", help="keep the pipeline's files here (default: temporary)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
-    parser.add_argument("--no-quiet-run", action="store_true", help="skip the second run")
+    parser.add_argument(
+        "--quiet-runs", type=int, default=1, help="runs after the backfill with no changes"
+    )
     parser.add_argument(
         "--install",
         choices=("plain", "full"),
@@ -402,8 +473,9 @@ def main(argv: list[str] | None = None) -> int:
         config = json.loads(args.child)
         Path(config["out"]).write_text(json.dumps(child(config)))
         return 0
-    if args.max_rps is None:
-        args.max_rps = args.rate_limit or UNLIMITED_RPS
+    if args.no_limits:
+        args.max_rps = args.max_rps or UNLIMITED_RPS
+        args.max_rps_per_operation = args.max_rps_per_operation or UNLIMITED_RPS
     load = os.getloadavg()
     cores = os.sched_getaffinity(0)
     pipeline_cores: set[int] | None = None
@@ -418,11 +490,15 @@ def main(argv: list[str] | None = None) -> int:
             os.sched_setaffinity(emulator.process.pid, {server_core})
             pipeline_cores = cores - {server_core}
         env = {
-            "STRIPE_API_KEY": KEY,
-            "SOURCES__STRIPE__MAX_REQUESTS_PER_SECOND": str(args.max_rps),
+            "STRIPE_API_KEY": KEYS[args.key],
             "DLT_DATA_DIR": str(Path(workdir) / "dlt"),
             "RUNTIME__DLTHUB_TELEMETRY": "false",
         }
+        if args.max_rps:
+            env["SOURCES__STRIPE__MAX_REQUESTS_PER_SECOND"] = str(args.max_rps)
+        if args.max_rps_per_operation:
+            name = "SOURCES__STRIPE__MAX_REQUESTS_PER_SECOND_PER_OPERATION"
+            env[name] = str(args.max_rps_per_operation)
         if not args.airflow_secrets:
             env["PROVIDERS__ENABLE_AIRFLOW_SECRETS"] = "false"
         duckdb: dict[str, Any] = {}
@@ -446,12 +522,14 @@ def main(argv: list[str] | None = None) -> int:
             "blocked": EXTRAS_ONLY if args.install == "plain" else [],
         }
         runs = []
-        for label in ("backfill", "quiet run")[: 1 if args.no_quiet_run else 2]:
+        labels = ["backfill", *(f"quiet run {n + 1}" for n in range(args.quiet_runs))]
+        for label in labels:
             emulator.clear_requests()
-            cpu = emulator.cpu_s()
+            cpu, rejected = emulator.cpu_s(), emulator.rejected()
             print(f"{label}...", flush=True)
             result, wall = run_child(config, pipeline_cores)
-            runs.append((label, result, wall, emulator.api_requests(), emulator.cpu_s() - cpu))
+            requests, rejected = emulator.api_requests(), emulator.rejected() - rejected
+            runs.append((label, result, wall, requests, emulator.cpu_s() - cpu, rejected))
         report(args, emulator, runs, load)
     return 0
 

@@ -4,8 +4,9 @@ Usage (from the repository root):
 
     .venv/bin/python benchmarks/sdk_pages.py [--codes 100000] [--pages 500] [--rounds 3]
 
-The emulator runs as a separate process (`python -m stripe_emulator --port 0 --seed N`),
-pinned to one core; this process runs on the others, so what is measured is the client's own
+The emulator runs as a separate process (`python -m stripe_emulator --port 0 --no-rate-limits
+--seed N`: this measures the client's CPU, not Stripe's limits), pinned to one core; this
+process runs on the others, so what is measured is the client's own
 work per page: its CPU time (user + system, `time.process_time`) and wall time, one request at
 a time. Every way reads the same pages, `GET /v1/promotion_codes?limit=100` following
 `starting_after`, with the same key and pinned API version:
@@ -46,6 +47,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
+# The emulator without rate limits: these benchmarks measure CPU, not Stripe's limits.
+EMULATOR = [sys.executable, "-m", "stripe_emulator", "--port", "0", "--no-rate-limits"]
 sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
@@ -148,7 +151,8 @@ def libcurl_orjson(base: str) -> Fetch:
     transport = Transport(HEADERS, timeout=60)
 
     def fetch(after: str | None) -> tuple[list[Any], bool]:
-        body = orjson.loads(transport.get(f"{base}{PATH}?{urlencode(page_params(after))}").body)
+        url = f"{base}{PATH}?{urlencode(page_params(after))}"
+        body = orjson.loads(transport.get(url, connect_timeout=10).body)
         return list(body["data"]), bool(body["has_more"])
 
     return fetch
@@ -188,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", type=int, default=500, help="pages per way and round")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    command = [sys.executable, "-m", "stripe_emulator", "--port", "0", "--seed", str(args.codes)]
+    command = [*EMULATOR, "--seed", str(args.codes)]
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE)
     try:
         assert server.stdout is not None

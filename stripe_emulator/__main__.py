@@ -8,7 +8,29 @@ import sys
 import threading
 
 from .account import DEFAULT_API_VERSION, Account
+from .rate_limits import DEFAULTS, OPERATION_NAME
 from .server import EmulatorServer
+
+
+def positive(text: str) -> float:
+    """A number of requests per second above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+def override(text: str) -> tuple[str, float]:
+    """`'GET /v1/promotion_codes=50'`: one operation's own limit."""
+    operation, equals, rps = text.rpartition("=")
+    if not equals or not OPERATION_NAME.match(operation.strip()):
+        raise argparse.ArgumentTypeError(
+            f"expected 'METHOD /v1/path=RPS' such as 'GET /v1/promotion_codes=50', not {text!r}"
+        )
+    return operation.strip(), positive(rps)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,13 +51,64 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--latency-max-ms", type=float, help="random latency between --latency-ms and this"
     )
-    parser.add_argument("--rate-limit", type=float, metavar="RPS", help="answer 429 beyond this")
+    limits = parser.add_argument_group(
+        "rate limits",
+        "Stripe's limits, on by default: a request must fit both the account-wide limit of its "
+        "key's mode and the limit of its operation (method + path template, e.g. "
+        "'GET /v1/promotion_codes/{id}'), each over any one-second window.",
+    )
+    limits.add_argument(
+        "--live-rate-limit",
+        type=positive,
+        default=DEFAULTS["live"],
+        metavar="RPS",
+        help="account-wide requests per second with live keys (default: %(default)g)",
+    )
+    limits.add_argument(
+        "--test-rate-limit",
+        type=positive,
+        default=DEFAULTS["test"],
+        metavar="RPS",
+        help="account-wide requests per second with test keys (default: %(default)g)",
+    )
+    limits.add_argument(
+        "--operation-rate-limit",
+        type=positive,
+        default=DEFAULTS["operation"],
+        metavar="RPS",
+        help="requests per second of each operation, per key mode (default: %(default)g)",
+    )
+    limits.add_argument(
+        "--operation-rate-limit-override",
+        type=override,
+        action="append",
+        default=[],
+        metavar="'OPERATION=RPS'",
+        help="another limit for one operation, e.g. 'GET /v1/promotion_codes=50' (repeatable)",
+    )
+    limits.add_argument(
+        "--no-rate-limits", action="store_true", help="no 429 answers at all (kinder than Stripe)"
+    )
+    limits.add_argument(
+        "--rate-limit-count-rejected",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS["count_rejected"],
+        help="whether a request answered 429 still counts in the windows (default: it does, "
+        "so a client that keeps hammering stays limited)",
+    )
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of 500 answers")
     parser.add_argument("--drop-rate", type=float, default=0.0, help="share of dropped connections")
     parser.add_argument(
         "--event-delay", type=float, default=0.0, help="seconds before new events are listed"
     )
     parser.add_argument("--api-version", default=DEFAULT_API_VERSION, help="account API version")
+    parser.add_argument(
+        "--same-second-order",
+        choices=("insertion", "shuffled"),
+        default="insertion",
+        help="order of objects created within one second: newest inserted first, or a stable "
+        "random order (Stripe documents none)",
+    )
     args = parser.parse_args(argv)
     if args.seed not in (None, "demo") and not args.seed.isdigit():
         parser.error(f"--seed takes 'demo' or a whole number, not {args.seed!r}")
@@ -52,12 +125,39 @@ def build_account(args: argparse.Namespace) -> Account:
     account.faults.configure(
         latency_ms=args.latency_ms,
         latency_max_ms=args.latency_max_ms,
-        rate_limit=args.rate_limit,
         error_rate=args.error_rate,
         drop_rate=args.drop_rate,
     )
+    account.rate_limits.configure(
+        enabled=not args.no_rate_limits,
+        live=args.live_rate_limit,
+        test=args.test_rate_limit,
+        operation=args.operation_rate_limit,
+        operations=dict(args.operation_rate_limit_override),
+        count_rejected=args.rate_limit_count_rejected,
+    )
     account.set_event_delay(args.event_delay)
+    account.set_same_second_order(args.same_second_order)
     return account
+
+
+def describe_limits(account: Account) -> str:
+    """The rate limits in force, for the start-up line."""
+    limits = account.rate_limits
+    if not limits.enabled:
+        return "rate limits off"
+    per_s = {
+        name: "none" if rps is None else f"{rps:g}/s"
+        for name, rps in (
+            ("live", limits.live),
+            ("test", limits.test),
+            ("operation", limits.operation),
+        )
+    }
+    return (
+        f"rate limits {per_s['live']} live, {per_s['test']} test, {per_s['operation']} per "
+        f"operation{' (with overrides)' if limits.operations else ''}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Stripe emulator on {server.url} (API version {account.api_version}): "
         f"{counts['coupon']} coupons, {counts['product']} products, "
-        f"{counts['promotion_code']} promotion codes. Ctrl-C stops it.",
+        f"{counts['promotion_code']} promotion codes; {describe_limits(account)}. "
+        "Ctrl-C stops it.",
         flush=True,
     )
     try:

@@ -10,7 +10,7 @@ import string
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 from .auth import KeyRing
 from .clock import Clock
@@ -21,10 +21,12 @@ from .events import Events
 from .faults import Faults
 from .products import Products
 from .promotion_codes import PromotionCodes
+from .rate_limits import RateLimits
 
 DEFAULT_API_VERSION = "2026-10-28.endive"
 VERSION_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
 OPERATIONS = ("list", "create", "retrieve", "update", "delete")
+SameSecondOrder = Literal["insertion", "shuffled"]
 
 
 def check_api_version(version: str) -> str:
@@ -50,15 +52,18 @@ class Account:
         self.lock = threading.RLock()
         self.clock = Clock()
         self.faults = Faults()
+        self.rate_limits = RateLimits()
         self.keys = KeyRing()
         self.livemode = livemode
         self.requests: Counter[str] = Counter()
+        self.same_second_order: SameSecondOrder = "insertion"
         self._default_version = check_api_version(api_version)
         self._init_state()
 
     def _init_state(self) -> None:
         self._rng = random.Random(0)
         self._seq = itertools.count()
+        self._shuffle = random.Random(1)  # apart from ids, so ids stay the same either way
         self._versions: list[tuple[float, str]] = [(float("-inf"), self._default_version)]
         # Responses by Idempotency-Key (status, body), replayed for a repeated POST.
         self.idempotency: dict[str, tuple[int, dict[str, Any]]] = {}
@@ -75,8 +80,17 @@ class Account:
 
     # -- identity and versions -------------------------------------------------------------
     def next_seq(self) -> int:
-        """Insertion order, which breaks ties between objects created in the same second."""
+        """The tie-break between objects created in the same second (Stripe documents none)."""
+        if self.same_second_order == "shuffled":
+            return self._shuffle.randrange(1 << 62)
         return next(self._seq)
+
+    def set_same_second_order(self, order: str) -> None:
+        """Order objects created from now on within one second by insertion, or stably shuffled."""
+        if order not in get_args(SameSecondOrder):
+            raise ValueError(f"same_second_order is insertion or shuffled, not {order!r}")
+        with self.lock:
+            self.same_second_order = cast(SameSecondOrder, order)
 
     def new_id(self, prefix: str, length: int, *, upper: bool = False) -> str:
         """A random id such as `promo_1Pgc79B7WZ01zgkW...`; deterministic after `reset`."""
@@ -127,11 +141,13 @@ class Account:
 
     # -- controls for tests, the demo and benchmarks -----------------------------------------------
     def reset(self) -> None:
-        """Forget every object, event, fault, key rule, idempotency key and clock offset."""
+        """Forget all objects, events, key rules and clock offsets; faults off, limits default."""
         with self.lock:
             self.clock.reset()
             self.faults.reset()
+            self.rate_limits.reset()
             self.keys.reset()
+            self.same_second_order = "insertion"
             self.requests.clear()
             self._init_state()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import fnmatch
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -28,6 +28,11 @@ class EventRecord:
     idempotency_key: str | None
     visible_at: float
     livemode: bool
+
+
+def wildcard(pattern: str) -> re.Pattern[str]:
+    """`type=coupon.*`: `*` matches any run of characters, everything else is literal."""
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
 
 
 def previous_attributes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -131,12 +136,17 @@ class Events(Collection[EventRecord]):
             raise invalid("You may only specify one of these parameters: type, types.", "types")
 
     def list_predicate(self, filters: dict[str, Any]) -> Callable[[str], bool] | None:
-        patterns = [filters["type"]] if filters.get("type") else list(filters.get("types") or [])
+        # `type` may be a `*` group (only `*` is documented as a wildcard); `types[]` holds
+        # exact names, so `coupon.*` there matches no event rather than being an error.
+        pattern = wildcard(filters["type"]) if filters.get("type") else None
+        names = frozenset(filters.get("types") or ())
 
         def accept(object_id: str) -> bool:
             record = self.records[object_id]
             if not self.visible(record):
                 return False
-            return not patterns or any(fnmatch.fnmatchcase(record.type, pat) for pat in patterns)
+            if pattern is not None:
+                return pattern.fullmatch(record.type) is not None
+            return not names or record.type in names
 
         return accept

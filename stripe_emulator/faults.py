@@ -1,4 +1,4 @@
-"""Fault injection: latency, rate limiting, server errors and dropped connections.
+"""Fault injection: latency, server errors and dropped connections (rate limits: rate_limits.py).
 
 Plain state and decisions; the HTTP layer carries them out.
 """
@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import random
 import threading
-import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-Outcome = Literal["ok", "rate_limited", "server_error", "drop"]
+Outcome = Literal["ok", "server_error", "drop"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +28,10 @@ class Faults:
 
     latency_ms: float = 0.0
     latency_max_ms: float | None = None
-    rate_limit: float | None = None
     error_rate: float = 0.0
     drop_rate: float = 0.0
     seed: int = 0
     _rng: random.Random = field(default_factory=random.Random, repr=False)
-    _window: deque[float] = field(default_factory=deque, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _injected: Counter[str] = field(default_factory=Counter, repr=False)
 
@@ -42,34 +39,32 @@ class Faults:
         """Change some settings; unknown names are an error, not a silent no-op."""
         for name, value in settings.items():
             if name.startswith("_") or not hasattr(self, name):
-                raise ValueError(f"unknown fault setting: {name}")
+                moved = (
+                    " (rate limits: account.rate_limits)" if name.startswith("rate_limit") else ""
+                )
+                raise ValueError(f"unknown fault setting: {name}{moved}")
             setattr(self, name, value)
         if "seed" in settings:
             self._rng.seed(self.seed)
 
     def reset(self) -> None:
         """All faults off."""
-        self.configure(
-            latency_ms=0.0, latency_max_ms=None, rate_limit=None, error_rate=0.0, drop_rate=0.0
-        )
-        self._window.clear()
+        self.configure(latency_ms=0.0, latency_max_ms=None, error_rate=0.0, drop_rate=0.0)
         self._injected.clear()
 
     def injected(self) -> dict[str, int]:
-        """Faults injected so far, by outcome (`rate_limited`, `server_error`, `drop`)."""
+        """Faults injected so far, by outcome (`server_error`, `drop`)."""
         with self._lock:
             return dict(self._injected)
 
-    def plan(self) -> Plan:
-        """Decide the fate of one API request as it arrives."""
+    def plan(self, *, failures: bool = True) -> Plan:
+        """Decide one API request's fate; a request already refused (429) draws latency only."""
         with self._lock:
             latency = self.latency_ms
             if self.latency_max_ms is not None and self.latency_max_ms > latency:
                 latency = self._rng.uniform(latency, self.latency_max_ms)
             outcome: Outcome = "ok"
-            if self.rate_limit and not self._admit(time.monotonic()):
-                outcome = "rate_limited"
-            else:
+            if failures:
                 roll = self._rng.random()
                 if roll < self.drop_rate:
                     outcome = "drop"
@@ -78,13 +73,3 @@ class Faults:
             if outcome != "ok":
                 self._injected[outcome] += 1
             return Plan(latency / 1000, outcome)
-
-    def _admit(self, now: float) -> bool:
-        """A sliding one-second window: at most `rate_limit` requests in any second."""
-        assert self.rate_limit is not None
-        while self._window and self._window[0] <= now - 1.0:
-            self._window.popleft()
-        if len(self._window) >= self.rate_limit:
-            return False
-        self._window.append(now)
-        return True

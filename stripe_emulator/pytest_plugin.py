@@ -11,6 +11,6 @@ from .server import EmulatorServer, serve
 
 @pytest.fixture
 def stripe_emulator() -> Iterator[EmulatorServer]:
-    """A fresh, empty emulator; `.url` for the SDK, `.account` to drive and inspect it."""
+    """A fresh, empty emulator, Stripe's rate limits on (`account.rate_limits.paused()`: setup)."""
     with serve() as server:
         yield server

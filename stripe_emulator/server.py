@@ -1,4 +1,4 @@
-"""The thin HTTP layer: parse requests, apply faults and auth, call the account, answer JSON.
+"""The thin HTTP layer: parse, rate-limit, inject faults, authenticate, call the account, answer.
 
 aiohttp serves it (measured against uvicorn in benchmarks/RESULTS.md; it also exposes the
 transport, which dropped-connection faults need). It binds 127.0.0.1 only.
@@ -25,6 +25,7 @@ from .account import Account, check_api_version
 from .collection import RequestContext
 from .errors import StripeError
 from .params import decode_form
+from .rate_limits import key_mode
 
 HOST = "127.0.0.1"
 ACCOUNT = web.AppKey("account", Account)
@@ -89,21 +90,33 @@ def make_api_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[we
     return handle
 
 
-async def serve_api(request: web.Request, operation: str | None) -> web.StreamResponse:
-    """Faults, then auth, version and parameters, then the account's answer."""
-    account = request.app[ACCOUNT]
-    collection = request.match_info.get("collection")
+def operation_name(request: web.Request) -> str:
+    """The named operation, e.g. `GET /v1/promotion_codes/{id}`: request counts, rate limits."""
     route = request.match_info.route.resource
     template = route.canonical if route else request.path
-    if collection:  # count per kind: `GET /v1/coupons`, not `GET /v1/{collection}`
+    collection = request.match_info.get("collection")
+    if collection:  # per kind: `GET /v1/coupons`, not `GET /v1/{collection}`
         template = template.replace("{collection}", collection)
-    account.requests[f"{request.method} {template}"] += 1
+    return f"{request.method} {template}"
+
+
+async def serve_api(request: web.Request, operation: str | None) -> web.StreamResponse:
+    """Rate limits and faults, then auth, version and parameters, then the account's answer."""
+    account = request.app[ACCOUNT]
+    collection = request.match_info.get("collection")
+    name = operation_name(request)
+    account.requests[name] += 1
     request_id = "req_" + uuid.uuid4().hex[:14]
     headers = {
         "Request-Id": request_id,
         "Date": email.utils.formatdate(account.clock.now(), usegmt=True),
     }
-    plan = account.faults.plan()
+    # Limits count a request when it arrives, before any injected latency; an unknown URL
+    # counts account-wide only.
+    decision = account.rate_limits.admit(
+        key_mode(api_key(request)), name if operation is not None else None
+    )
+    plan = account.faults.plan(failures=decision.admitted)
     if plan.latency:
         await asyncio.sleep(plan.latency)
     if plan.outcome == "drop":
@@ -111,13 +124,8 @@ async def serve_api(request: web.Request, operation: str | None) -> web.StreamRe
         request.transport.abort()
         raise asyncio.CancelledError
     try:
-        if plan.outcome == "rate_limited":
-            raise StripeError(
-                429,
-                "Request rate limit exceeded. You can make up to 25 requests per second in test "
-                "mode; learn more about rate limits here https://stripe.com/docs/rate-limits.",
-                code="rate_limit",
-            )
+        if not decision.admitted:
+            raise StripeError(429, decision.message, code="rate_limit")
         if plan.outcome == "server_error":
             raise StripeError(500, "An unknown error occurred", type="api_error")
         write = request.method != "GET"
@@ -198,6 +206,17 @@ def _faults(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
     }
 
 
+def _rate_limits(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
+    account.rate_limits.configure(**body)
+    return {**account.rate_limits.settings(), "rejected": account.rate_limits.rejected()}
+
+
+def _ordering(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
+    if "same_second_order" in body:
+        account.set_same_second_order(body["same_second_order"])
+    return {"same_second_order": account.same_second_order}
+
+
 def _extra_fields(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
     fields = body.get("fields") or {}
     if not isinstance(fields, dict):
@@ -231,7 +250,11 @@ CONTROLS: tuple[tuple[str, str, Control], ...] = (
     ("POST", "/_emulator/clock", _clock),
     ("POST", "/_emulator/api_version", _api_version),
     ("POST", "/_emulator/faults", _faults),
+    ("GET", "/_emulator/rate_limits", _rate_limits),
+    ("POST", "/_emulator/rate_limits", _rate_limits),
     ("POST", "/_emulator/keys", _keys),
+    ("GET", "/_emulator/ordering", _ordering),
+    ("POST", "/_emulator/ordering", _ordering),
     ("POST", "/_emulator/extra_fields", _extra_fields),
     ("POST", "/_emulator/promotion_codes/{id}/redeem", lambda a, b, m: a.redeem(m["id"])),
     ("GET", "/_emulator/requests", _requests),

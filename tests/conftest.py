@@ -13,7 +13,7 @@ import stripe
 from stripe_emulator.server import EmulatorServer
 from stripe_sync import Settings
 from stripe_sync.tuning import DUCKDB_GLOBAL_CONFIG
-from tests.support import TEST_KEY, Warehouse
+from tests.support import TEST_KEY, Warehouse, setup_client
 
 pytest_plugins = ["stripe_emulator.pytest_plugin"]
 
@@ -21,7 +21,7 @@ pytest_plugins = ["stripe_emulator.pytest_plugin"]
 @pytest.fixture
 def client(stripe_emulator: EmulatorServer) -> stripe.StripeClient:
     """The official SDK, unmodified, talking to the emulator over HTTP."""
-    return stripe.StripeClient(TEST_KEY, base_addresses={"api": stripe_emulator.url})
+    return setup_client(stripe_emulator.url)
 
 
 @pytest.fixture(scope="session")

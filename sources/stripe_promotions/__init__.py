@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from typing import Any
 
 import dlt
@@ -20,16 +21,15 @@ import pyarrow as pa
 from dlt.extract.resource import DltResource
 
 from .batch import BatchError, validate_batch
-from .client import (
-    Page,
-    StripeApi,
+from .client import Page, StripeApi, now_ms
+from .errors import (
     StripeApiError,
     StripeAuthError,
     StripePermissionError,
     StripeSourceError,
     StripeUnreachableError,
-    now_ms,
 )
+from .interleave import interleaved
 from .observations import EventBatch, plain_table, table_hints, tombstone
 from .rows import Observation, object_table_hints, objects_table
 from .run import Connector, Plan, Planner, RunStats, SyncRequest, parse_start_date
@@ -41,6 +41,7 @@ from .settings import (
     EVENTS_PATH,
     MAX_ATTEMPTS,
     OBJECT_TYPES,
+    OPERATION_RATE_LIMIT,
     PAGE_SIZE,
     ROWS_PER_TABLE,
     ObjectType,
@@ -67,6 +68,7 @@ def stripe_source(
     start_date: str | None = None,
     page_size: int = PAGE_SIZE,
     max_requests_per_second: float | None = None,
+    max_requests_per_second_per_operation: float = OPERATION_RATE_LIMIT,
     object_types: list[str] | None = None,
     event_lag_seconds: int = EVENT_LAG_SECONDS,
     max_attempts: int = MAX_ATTEMPTS,
@@ -87,6 +89,7 @@ def stripe_source(
             api_base,
             api_version=api_version,
             max_requests_per_second=max_requests_per_second,
+            max_requests_per_second_per_operation=max_requests_per_second_per_operation,
             max_attempts=max_attempts,
             page_size=page_size,
         ),
@@ -94,7 +97,7 @@ def stripe_source(
     )
     start = parse_start_date(start_date)
     types = [OBJECT_TYPES[name] for name in request.object_types]
-    planner = Planner(connect, request, event_lag_seconds, [t.event_types for t in types], stats)
+    planner = Planner(connect, request, event_lag_seconds, types, stats)
     if request.mode == "incremental":
         resources = [
             *(new_objects(connect, planner, t, start, stats) for t in types),
@@ -168,29 +171,33 @@ def full_listing(
     def listing() -> Iterator[Any]:
         plan = plan_run(planner)
         api = connect()
-        for object_type in types:
-            if object_type.name not in plan.relist:
-                continue
-            started, started_order = api.server_time or plan.now, now_ms()
-            listed = 0
-            pages = api.list_pages(object_type.path, low=start, params=list_params(object_type))
-            tables = observed_tables(object_type, pages, "full_listing", api.api_version, stats)
-            for table in tables:
-                listed += table.num_rows
-                yield routed(table, object_type.table)
-            marker = {
-                "listing_id": uuid.uuid4().hex,
-                "object_type": object_type.name,
-                "started_at": started,
-                "started_order": started_order,
-                "completed_at": api.server_time,
-                "created_from": start,
-                "objects": listed,
-            }
-            yield with_table("full_listings", [marker])
+        relisted = [t for t in types if t.name in plan.relist]
+        yield from interleaved(listed_in_full(api, t, start, plan, stats) for t in relisted)
         yield run_marker("full_listing", plan, stats)
 
     return listing
+
+
+def listed_in_full(
+    api: StripeApi, object_type: ObjectType, start: int, plan: Plan, stats: RunStats
+) -> Iterator[Any]:
+    """Every object of one type, then the marker saying the listing is complete."""
+    started, started_order = api.server_time or plan.now, now_ms()
+    listed = 0
+    pages = api.list_pages(object_type.path, low=start, params=list_params(object_type))
+    for table in observed_tables(object_type, pages, "full_listing", api.api_version, stats):
+        listed += table.num_rows
+        yield routed(table, object_type.table)
+    marker = {
+        "listing_id": uuid.uuid4().hex,
+        "object_type": object_type.name,
+        "started_at": started,
+        "started_order": started_order,
+        "completed_at": api.server_time,
+        "created_from": start,
+        "objects": listed,
+    }
+    yield with_table("full_listings", [marker])
 
 
 # -- events: updates and deletions ----------------------------------------------------------------
@@ -213,9 +220,18 @@ def events(connect: Connector, planner: Planner, lag: int, stats: RunStats) -> D
         changes = EventBatch("event")
         run_order = now_ms() * EVENT_POSITIONS
         position = 0
-        params = {"types": planner.event_types}
-        pages = connect().list_pages(
-            EVENTS_PATH, params=params, parallel=False, first=plan.first_events
+        api = connect()
+        pages = chain(
+            api.list_pages(
+                EVENTS_PATH,
+                params=planner.event_filters[0],
+                parallel=False,
+                first=plan.first_events,
+            ),
+            *(
+                api.list_pages(EVENTS_PATH, low=plan.events_from, params=more, parallel=False)
+                for more in planner.event_filters[1:]
+            ),
         )
         for page in pages:
             for event in page.objects:

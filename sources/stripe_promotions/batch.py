@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .client import StripeSourceError
+from .errors import StripeSourceError
 from .settings import OBJECT_TYPES
 
 

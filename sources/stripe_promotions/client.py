@@ -24,10 +24,22 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
 
+from .errors import (
+    StripeApiError,
+    StripeAuthError,
+    StripePermissionError,
+    StripeSourceError,
+    StripeUnreachableError,
+)
+from .rate_limit import RateBudget
 from .settings import (
     API_VERSION,
+    CONNECT_TIMEOUT_SECONDS,
+    FIRST_CONTACT_ATTEMPTS,
+    FIRST_CONTACT_TIMEOUT,
     MAX_ATTEMPTS,
     MAX_BACKOFF_SECONDS,
+    OPERATION_RATE_LIMIT,
     PAGE_SIZE,
     RATE_LIMITS,
     REQUEST_TIMEOUT_SECONDS,
@@ -36,26 +48,6 @@ from .settings import (
 from .transport import Transport, TransportError
 
 KEY_FORMAT = re.compile(r"^(sk|rk)_(test|live)_[0-9A-Za-z]+$")
-
-
-class StripeSourceError(Exception):
-    """A problem the user must fix (or retry later); the message says which."""
-
-
-class StripeAuthError(StripeSourceError):
-    """Stripe refused the key (401)."""
-
-
-class StripePermissionError(StripeSourceError):
-    """The key may not read what we need (403)."""
-
-
-class StripeUnreachableError(StripeSourceError):
-    """No answer from the base URL after every retry."""
-
-
-class StripeApiError(StripeSourceError):
-    """Any other error answer, including retries exhausted on 429 or 5xx."""
 
 
 def now_ms() -> int:
@@ -105,71 +97,6 @@ def check_api_base(url: str) -> str:
             "(/v1/...) are added to it."
         )
     return url.rstrip("/")
-
-
-class RateLimiter:
-    """At most `rate` requests in any second, evenly spaced, shared by every thread of a run.
-
-    Slots are handed out `interval` apart. Stripe counts requests in any one-second window,
-    and a thread may leave its slot late (waiting for the GIL while other threads work), which
-    would bunch it up with the requests after it; so the limiter also remembers when the last
-    `rate` requests really left and lets one go only once the oldest of them is more than
-    WINDOW_SECONDS old. After a 429 the spacing grows by a quarter (once a second at most:
-    the 429s of one burst are one signal), and each request that gets through shrinks it
-    back towards `1 / rate`: a stray 429 costs little, and a key shared with other clients
-    settles at the rate it can have.
-    """
-
-    def __init__(self, rate: float) -> None:
-        if rate <= 0:
-            raise StripeSourceError(f"max_requests_per_second must be positive, not {rate}")
-        self.rate = rate
-        self.interval = self._fastest = 1.0 / rate
-        self._next = 0.0
-        self._slowed_at = -math.inf
-        self._sent: deque[float] = deque(maxlen=max(1, math.floor(rate)))
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        """Block until this caller may send its request."""
-        with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-        if slot > now:
-            time.sleep(slot - now)
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                sent = self._sent
-                wait = sent[0] + WINDOW_SECONDS - now if len(sent) == sent.maxlen else 0.0
-                if wait <= 0:
-                    sent.append(now)
-                    return
-            time.sleep(wait)
-
-    def succeeded(self) -> None:
-        """A request got through: back towards the full rate."""
-        if self.interval > self._fastest:
-            with self._lock:
-                self.interval = max(self._fastest, self.interval * RECOVERY)
-
-    def rate_limited(self) -> None:
-        """A 429: slow everyone down."""
-        with self._lock:
-            now = time.monotonic()
-            if now - self._slowed_at >= 1.0:
-                self._slowed_at = now
-                self.interval = min(self._fastest * 10, self.interval * 1.25)
-            self._next = max(self._next, now + self.interval)
-
-
-# A request that gets through after a 429 shrinks the spacing by this factor (about 22
-# requests undo one 429).
-RECOVERY = 0.99
-# The window the rate limit counts in, plus a margin for the time a request takes from the
-# limiter to Stripe.
-WINDOW_SECONDS = 1.01
 
 
 @dataclass
@@ -222,6 +149,7 @@ class StripeApi:
         *,
         api_version: str = API_VERSION,
         max_requests_per_second: float | None = None,
+        max_requests_per_second_per_operation: float = OPERATION_RATE_LIMIT,
         max_attempts: int = MAX_ATTEMPTS,
         max_workers: int | None = None,
         page_size: int = PAGE_SIZE,
@@ -231,12 +159,13 @@ class StripeApi:
         self.api_version = api_version
         self.api_base = check_api_base(api_base)
         self.rate = max_requests_per_second or RATE_LIMITS[key_mode(self._key)]
-        self.limiter = RateLimiter(self.rate)
+        self.budget = RateBudget(self.rate, max_requests_per_second_per_operation)
         self.max_attempts = max_attempts
         if not 1 <= page_size <= 100:
             raise StripeSourceError(f"page_size must be between 1 and 100, not {page_size}")
         self.page_size = page_size
-        self.max_workers = max_workers or max(2, min(32, math.ceil(self.rate * 0.35)))
+        per_operation = min(self.rate, self.budget.operation_rate)
+        self.max_workers = max_workers or max(2, min(32, math.ceil(per_operation * 0.35)))
         headers = {"Authorization": f"Bearer {self._key}", "Stripe-Version": api_version}
         self._http = Transport(headers, REQUEST_TIMEOUT_SECONDS)
         self._lock = threading.Lock()
@@ -244,6 +173,9 @@ class StripeApi:
         self.requests_made = 0
         self.retries = 0
         self.server_time: int | None = None
+        # Whether Stripe has answered anything in this run: until then, a connection failure
+        # is most likely a wrong URL or a firewall, and is reported quickly.
+        self.answered = False
         # Seconds a request takes once sent (moving average): with the rate, how many
         # requests must be under way to keep the rate limit busy.
         self.latency = 0.0
@@ -258,12 +190,20 @@ class StripeApi:
         return f"StripeApi({self.api_base!r}, key={redact_key(self._key)})"
 
     # -- single requests -----------------------------------------------------------------------
-    def get(self, path: str, params: Mapping[str, Any], *, what: str) -> tuple[Any, int] | None:
-        """GET with retries: (parsed JSON, server time), or None for a 404."""
+    def get(
+        self, path: str, params: Mapping[str, Any], *, what: str, operation: str | None = None
+    ) -> tuple[Any, int] | None:
+        """GET with retries: (parsed JSON, server time), or None for a 404.
+
+        `operation` is the rate limit the request counts against (default `GET <path>`).
+        """
         query = urlencode(_encode(params))
         url = f"{self.api_base}{path}?{query}" if query else f"{self.api_base}{path}"
-        for attempt in range(1, self.max_attempts + 1):
-            self.limiter.acquire()
+        operation = operation or f"GET {path}"
+        attempt = 0
+        while True:
+            attempt += 1
+            self.budget.acquire(operation)
             self._count()
             sent = time.monotonic()
             try:
@@ -273,23 +213,32 @@ class StripeApi:
                     return None
                 if failure.kind not in RETRIED:
                     raise self._refused(failure, what) from None
-                if attempt == self.max_attempts:
-                    raise self._exhausted(failure, what) from None
-                self._back_off(attempt, failure)
+                if attempt >= self._attempts_allowed(failure):
+                    raise self._exhausted(failure, what, attempt) from None
+                self._back_off(attempt, failure, operation)
                 continue
-            self.limiter.succeeded()
+            self.budget.succeeded(operation)
             took = time.monotonic() - sent
             self.latency = took if not self.latency else 0.8 * self.latency + 0.2 * took
             self._recent.append(took)
             return body, self._note_time(date)
         raise AssertionError("unreachable")
 
+    def _attempts_allowed(self, failure: _Failure) -> int:
+        """Attempts worth making: few while nothing has ever answered (a wrong URL or a
+        firewall is then far likelier than a blip), `max_attempts` once Stripe has answered."""
+        if failure.kind == "connection" and not self.answered:
+            return min(self.max_attempts, FIRST_CONTACT_ATTEMPTS)
+        return self.max_attempts
+
     def _send(self, url: str) -> tuple[Any, str | None]:
         """One GET: the parsed body and the Date header, or a `_Failure` saying what went wrong."""
+        connect_timeout = CONNECT_TIMEOUT_SECONDS if self.answered else FIRST_CONTACT_TIMEOUT
         try:
-            response = self._http.get(url)
+            response = self._http.get(url, connect_timeout)
         except TransportError as failed:  # refused, dropped, timed out
             raise _Failure("connection", message=str(failed)) from None
+        self.answered = True
         status, request_id = response.status, response.request_id
         try:
             body = orjson.loads(response.body)
@@ -311,7 +260,12 @@ class StripeApi:
     def retrieve(self, path: str, object_id: str, expand: tuple[str, ...] = ()) -> Page:
         """One object by id; an empty page when Stripe says it does not exist."""
         params: dict[str, Any] = {"expand": list(expand)} if expand else {}
-        found = self.get(f"{path}/{quote(object_id, safe='')}", params, what=f"{object_id!r}")
+        found = self.get(
+            f"{path}/{quote(object_id, safe='')}",
+            params,
+            what=f"{object_id!r}",
+            operation=f"GET {path}/{{id}}",
+        )
         if found is None:
             return Page([], False, self.server_time or int(time.time()))
         body, server_time = found
@@ -333,13 +287,12 @@ class StripeApi:
             self.server_time = max(self.server_time or moment, moment)
         return moment
 
-    def _back_off(self, attempt: int, failure: _Failure) -> None:
+    def _back_off(self, attempt: int, failure: _Failure, operation: str) -> None:
         with self._lock:
             self.retries += 1
-        delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
         if failure.kind == "rate_limit":
-            self.limiter.rate_limited()
-        time.sleep(delay)
+            self.budget.rate_limited(operation)
+        time.sleep(backoff_seconds(attempt))
 
     def _refused(self, failure: _Failure, what: str) -> StripeSourceError:
         """An answer that retrying will not change."""
@@ -358,8 +311,8 @@ class StripeApi:
             return StripeApiError(f"Stripe rejected the request for {what}: {failure.why()}")
         return StripeApiError(f"Stripe answered an error for {what}: {failure.why()}")
 
-    def _exhausted(self, failure: _Failure, what: str) -> StripeSourceError:
-        tries = f"after {self.max_attempts} attempts"
+    def _exhausted(self, failure: _Failure, what: str, attempts: int) -> StripeSourceError:
+        tries = f"after {attempts} attempts"
         if failure.kind == "connection":
             return StripeUnreachableError(
                 f"Cannot reach Stripe at {self.api_base} {tries} while reading {what}. Check "
@@ -369,7 +322,8 @@ class StripeApi:
         if failure.kind == "rate_limit":
             return StripeApiError(
                 f"Stripe kept rate-limiting (429) {tries} while reading {what}. Lower "
-                "max_requests_per_second, then run again: the next run resumes."
+                "max_requests_per_second (or max_requests_per_second_per_operation) if another "
+                "client shares this key, then run again: the next run resumes."
             )
         return StripeApiError(
             f"Stripe kept failing ({failure.status}) {tries} while reading {what}: "
@@ -406,7 +360,7 @@ class StripeApi:
             windows = [rest]
             while windows or running:
                 fetched = [window for window, _ in running.values()]
-                for window in self._share(windows, fetched, workers):
+                for window in self._share(windows, fetched, workers, path):
                     future = pool.submit(self._fetch, path, base, window)
                     running[future] = (window, window.low)
                 windows = []
@@ -474,13 +428,16 @@ class StripeApi:
         rest = Window(low, last, data[-1]["id"], same_second, density, window.open_bottom, True)
         return page, rest
 
-    def _share(self, windows: list[Window], running: list[Window], workers: int) -> list[Window]:
+    def _share(
+        self, windows: list[Window], running: list[Window], workers: int, path: str
+    ) -> list[Window]:
         """The windows to fetch next: `windows`, plus parts cut off big ones for idle workers.
 
-        Enough windows keep the rate limit busy: its share for this listing (the listings
-        under way share it) times the latency, with a margin; or, when this process's CPU
-        cannot keep up with the rate limit, the rate the CPU can serve (see `_capacity`). Every
-        window ends in a part-filled page, so a cut costs a request: beyond that count, a
+        Enough windows keep the rate limit busy: this listing's rate (its operation's limit,
+        or its share of the account's when listings under way share it) times the latency,
+        with a margin; or, when this process's CPU cannot keep up with the rate limit, the
+        rate the CPU can serve (see `_capacity`). Every window ends in a part-filled page, so
+        a cut costs a request: beyond that count, a
         window is only cut when it would hold up the end of the listing, i.e. it holds more
         than twice its share of the pages expected. A window whose bottom is the listing's own
         bound is cut in parts growing 4x towards the bottom, since its objects may stop
@@ -493,7 +450,7 @@ class StripeApi:
             return out
         size = self.page_size
         capacity = self._capacity()
-        share = capacity / max(1, self._listings)
+        share = min(self.budget.rate(f"GET {path}"), capacity / max(1, self._listings))
         # When the CPU is the bottleneck, answers wait for it and round trips look long: the
         # quickest recent one is closer to what the network takes.
         latency = self.latency if capacity >= self.rate else min(self._recent, default=0.0)
@@ -601,6 +558,12 @@ def _clip(
         return page, None
     rest.low, rest.open_bottom = low, window.open_bottom
     return page, rest
+
+
+def backoff_seconds(attempt: int) -> float:
+    """The pause after failed attempt `attempt` (1, 2, ...): doubling from 0.5 s up to
+    MAX_BACKOFF_SECONDS, with jitter so threads that failed together retry apart."""
+    return min(MAX_BACKOFF_SECONDS, 0.5 * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
 
 # Failures worth another attempt: no answer, 429, and 5xx (or any answer that is not JSON).

@@ -6,13 +6,21 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from .client import Page, StripeApi, StripeSourceError, Window
-from .settings import EVENT_RETENTION_SECONDS, EVENTS_PATH, OBJECT_TYPES, RETENTION_MARGIN_SECONDS
+from .client import Page, StripeApi, Window
+from .errors import StripeSourceError
+from .settings import (
+    EVENT_RETENTION_SECONDS,
+    EVENTS_PATH,
+    MAX_EVENT_TYPES,
+    OBJECT_TYPES,
+    RETENTION_MARGIN_SECONDS,
+    ObjectType,
+)
 
 Mode = Literal["incremental", "full", "ids", "batch", "soft_delete"]
 
@@ -94,19 +102,26 @@ class Planner:
         connect: Connector,
         request: SyncRequest,
         lag: int,
-        event_types: list[str],
+        types: Sequence[ObjectType],
         stats: RunStats,
     ) -> None:
         self.connect, self.request, self.lag, self.stats = connect, request, lag, stats
-        self.event_types = event_types
+        self.event_filters = event_filters(types)
         self._plan: Plan | None = None
+        self._failed: StripeSourceError | None = None
         self._lock = threading.Lock()
 
     def plan(self, events_state: Mapping[str, Any]) -> Plan:
         """The run's plan; every resource gets the same one."""
         with self._lock:
+            if self._failed is not None:
+                raise self._failed  # every resource asks: one failure is reported, not retried
             if self._plan is None:
-                self._plan = self._make(events_state)
+                try:
+                    self._plan = self._make(events_state)
+                except StripeSourceError as error:
+                    self._failed = error
+                    raise
             return self._plan
 
     def _make(self, events_state: Mapping[str, Any]) -> Plan:
@@ -115,7 +130,7 @@ class Planner:
         if cursor is not None and self.request.mode == "incremental":
             # The first events page doubles as the clock reading: a quiet run costs 4 requests.
             events_from = max(0, int(cursor) - self.lag)
-            first = api.first_page(EVENTS_PATH, low=events_from, params={"types": self.event_types})
+            first = api.first_page(EVENTS_PATH, low=events_from, params=self.event_filters[0])
             now = first[0].server_time
         else:
             found = api.get(EVENTS_PATH, {"limit": 1}, what="events")
@@ -134,6 +149,20 @@ class Planner:
             )
             return Plan(now, None, self.request.object_types)
         return Plan(now, events_from, (), first)
+
+
+def event_filters(types: Sequence[ObjectType]) -> list[dict[str, list[str]]]:
+    """The `types[]` filters that read every event of these object types, each within
+    Stripe's limit of names per request; one type's events are never split between two, so
+    the events of one object keep their order within one listing."""
+    filters: list[dict[str, list[str]]] = []
+    names: list[str] = []
+    for object_type in types:
+        if names and len(names) + len(object_type.event_types) > MAX_EVENT_TYPES:
+            filters.append({"types": names})
+            names = []
+        names = [*names, *object_type.event_types]
+    return [*filters, {"types": names}]
 
 
 def parse_start_date(value: str | int | date | None) -> int:

@@ -27,11 +27,21 @@ RETENTION_MARGIN_SECONDS: Final = 24 * 3600
 # Event listing is eventually consistent: every run re-reads this window behind its cursor.
 EVENT_LAG_SECONDS: Final = 300
 
-# Stripe's documented ceilings, per key mode.
+# Stripe's documented rate limits: requests per second for the whole account, by key mode, and
+# for each named operation (method + path template) on top of that.
 RATE_LIMITS: Final = {"live": 100.0, "test": 25.0}
+OPERATION_RATE_LIMIT: Final = 25.0
+# Once Stripe has answered in a run, a failed request is tried up to MAX_ATTEMPTS times with
+# backoff doubling from 0.5 s to MAX_BACKOFF_SECONDS (about a minute in all).
 MAX_ATTEMPTS: Final = 8
 MAX_BACKOFF_SECONDS: Final = 20.0
 REQUEST_TIMEOUT_SECONDS: Final = 60.0
+CONNECT_TIMEOUT_SECONDS: Final = 10.0
+# Before Stripe has answered anything in a run, no connection is likelier a wrong URL or a
+# firewall than a blip: the run gives up after this many attempts, each connecting for at most
+# FIRST_CONTACT_TIMEOUT seconds (the run reports within 10 s).
+FIRST_CONTACT_ATTEMPTS: Final = 3
+FIRST_CONTACT_TIMEOUT: Final = 2.5
 
 
 @dataclass(frozen=True)
@@ -45,9 +55,10 @@ class ObjectType:
     deletable: bool  # Stripe can delete it (promotion codes are only deactivated)
 
     @property
-    def event_types(self) -> str:
-        """The events filter for this type, e.g. `coupon.*`."""
-        return f"{self.name}.*"
+    def event_types(self) -> tuple[str, ...]:
+        """Stripe's exact event names for this type (`types[]` takes no wildcards)."""
+        actions = ("created", "updated", "deleted") if self.deletable else ("created", "updated")
+        return tuple(f"{self.name}.{action}" for action in actions)
 
 
 OBJECT_TYPES: Final = {
@@ -59,6 +70,8 @@ OBJECT_TYPES: Final = {
     )
 }
 EVENTS_PATH: Final = "/v1/events"
+# Stripe's `types[]` filter takes at most this many exact event names per request.
+MAX_EVENT_TYPES: Final = 20
 
 # Raw tables besides the object tables.
 EVENTS_TABLE: Final = "events"

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import certifi
 import pycurl
 
-CONNECT_TIMEOUT_SECONDS = 10
 USER_AGENT = f"stripe-promotions-pipeline ({pycurl.version.split()[0]})"
 
 
@@ -49,9 +48,11 @@ class Transport:
         self._idle: list[pycurl.Curl] = []
         self._lock = threading.Lock()
 
-    def get(self, url: str) -> Response:
-        """One GET; `TransportError` if no answer came."""
+    def get(self, url: str, connect_timeout: float) -> Response:
+        """One GET, connecting for at most `connect_timeout` seconds (a reused connection needs
+        none); `TransportError` if no answer came."""
         curl = self._borrow()
+        curl.setopt(pycurl.CONNECTTIMEOUT_MS, int(connect_timeout * 1000))
         chunks: list[bytes] = []
         found: dict[str, str] = {}
 
@@ -85,7 +86,6 @@ class Transport:
         curl.setopt(pycurl.USERAGENT, USER_AGENT)
         curl.setopt(pycurl.ACCEPT_ENCODING, "")  # every encoding libcurl decodes
         curl.setopt(pycurl.CAINFO, certifi.where())
-        curl.setopt(pycurl.CONNECTTIMEOUT, CONNECT_TIMEOUT_SECONDS)
         curl.setopt(pycurl.TIMEOUT_MS, int(self._timeout * 1000))
         curl.setopt(pycurl.NOSIGNAL, 1)  # timeouts without signals: required with threads
         curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)

@@ -36,9 +36,10 @@ def test_pipeline_backfill_reports_against_the_floor_and_a_quiet_run() -> None:
     output = run(
         "pipeline_backfill.py",
         *("--codes", "400", "--coupons", "40", "--products", "40"),
-        *("--latency-ms", "5", "--rate-limit", "200"),
+        *("--latency-ms", "5", "--key", "test"),
     )
-    assert "rate-limit floor: 6 pages / 200 per s" in output
+    # 6 pages (4 of codes) at Stripe's test-mode limits: 25/s for the account and per list.
+    assert "rate-limit floor: max(6 pages / 25 per s, 4 pages of the busiest list" in output
     backfill, quiet = row(output, "API requests (connector / emulator)")
     connector, emulator = backfill.split(" / ")
     assert connector == emulator and int(connector) >= 6

@@ -1,4 +1,4 @@
-"""Helpers shared by the emulator tests: SDK clients, raw HTTP, and Stripe's published shapes.
+"""Helpers shared by the emulator tests: SDK clients, raw HTTP, the command, Stripe's shapes.
 
 Plain functions rather than fixtures (the fixtures `stripe_emulator` and `client` come from
 tests/conftest.py), so test modules import what they use explicitly.
@@ -7,6 +7,10 @@ tests/conftest.py), so test modules import what they use explicitly.
 from __future__ import annotations
 
 import json
+import queue
+import re
+import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -25,6 +29,22 @@ OLD_VERSION = "2024-06-20"
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "stripe"
 
 FormValue = str | int | float | bool
+
+
+# The base URL the command prints on its first line.
+URL = re.compile(r"http://127\.0\.0\.1:(\d+)")
+
+
+def first_line(process: subprocess.Popen[str], timeout: float = 30) -> str:
+    """The process's first line of output, without hanging the suite if it never comes."""
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    stdout = process.stdout
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        raise AssertionError("the emulator printed nothing") from None
 
 
 def sdk(

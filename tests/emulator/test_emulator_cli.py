@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import queue
 import re
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import stripe
 
-from tests.emulator.emulator_support import TEST_KEY, ids
+from tests.emulator.emulator_support import TEST_KEY, URL, first_line, ids
 
 ROOT = Path(__file__).resolve().parents[2]
-URL = re.compile(r"http://127\.0\.0\.1:(\d+)")
-
-
-def first_line(process: subprocess.Popen[str], timeout: float = 30) -> str:
-    """The process's first line of output, without hanging the suite if it never comes."""
-    lines: queue.Queue[str] = queue.Queue()
-    assert process.stdout is not None
-    stdout = process.stdout
-    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
-    try:
-        return lines.get(timeout=timeout)
-    except queue.Empty:
-        raise AssertionError("the emulator printed nothing") from None
 
 
 def test_serves_the_demo_seed_until_terminated() -> None:

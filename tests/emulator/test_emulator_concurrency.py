@@ -16,6 +16,8 @@ PER_WORKER = 15
 
 
 def test_parallel_creates_and_lists_stay_consistent(stripe_emulator: EmulatorServer) -> None:
+    # Consistency under concurrency is the subject here; rate limits have their own tests.
+    stripe_emulator.account.rate_limits.configure(enabled=False)
     setup = sdk(stripe_emulator)
     setup.v1.coupons.create(params={"id": "BASE", "percent_off": 5})
     stop = threading.Event()

@@ -256,63 +256,64 @@ def test_the_published_files_are_read_as_expected() -> None:
 @pytest.fixture
 def populated(client: stripe.StripeClient, stripe_emulator: EmulatorServer) -> dict[str, str]:
     """One of everything, in as many states as the API allows; ids by role."""
-    now = stripe_emulator.account.clock.timestamp()
-    plain_product = client.v1.products.create(params={"name": "Plain"})
-    full_product = client.v1.products.create(
-        params={
-            "name": "Full",
-            "description": "All fields",
-            "images": ["https://example.com/i.png"],
-            "marketing_features": [{"name": "Fast"}],
-            "metadata": {"k": "v"},
-            "package_dimensions": {"height": 1, "length": 2.5, "weight": 3, "width": 4},
-            "shippable": True,
-            "statement_descriptor": "FULL PRODUCT",
-            "tax_code": "txcd_99999999",
-            "type": "good",
-            "unit_label": "unit",
-            "url": "https://example.com/full",
-        }
-    )
-    client.v1.products.update(full_product.id, params={"default_price": "price_123"})
-    percent = client.v1.coupons.create(params={"id": "PCT", "percent_off": 25.5})
-    amount = client.v1.coupons.create(
-        params={
-            "id": "AMT",
-            "amount_off": 1500,
-            "currency": "jpy",
-            "duration": "repeating",
-            "duration_in_months": 6,
-            "max_redemptions": 100,
-            "redeem_by": now + 86400,
-            "name": "1500 JPY off",
-            "metadata": {"campaign": "spring"},
-            "applies_to": {"products": [plain_product.id]},
-            "currency_options": {"usd": {"amount_off": 1000}},
-        }
-    )
-    code = client.v1.promotion_codes.create(
-        params={
-            "promotion": {"type": "coupon", "coupon": amount.id},
-            "code": "FULL1",
-            "customer": "cus_1",
-            "expires_at": now + 3600,
-            "max_redemptions": 3,
-            "metadata": {"a": "b"},
-            "restrictions": {
-                "first_time_transaction": True,
-                "minimum_amount": 5000,
-                "minimum_amount_currency": "jpy",
-                "currency_options": {"usd": {"minimum_amount": 3000}},
-            },
-        }
-    )
-    bare = client.v1.promotion_codes.create(
-        params={"promotion": {"type": "coupon", "coupon": "PCT"}}
-    )
-    client.v1.promotion_codes.update(bare.id, params={"active": False})
-    stripe_emulator.account.redeem(code.id)
-    client.v1.coupons.update("PCT", params={"name": "Quarter"})
+    with stripe_emulator.account.rate_limits.paused():  # setup, not the code under test
+        now = stripe_emulator.account.clock.timestamp()
+        plain_product = client.v1.products.create(params={"name": "Plain"})
+        full_product = client.v1.products.create(
+            params={
+                "name": "Full",
+                "description": "All fields",
+                "images": ["https://example.com/i.png"],
+                "marketing_features": [{"name": "Fast"}],
+                "metadata": {"k": "v"},
+                "package_dimensions": {"height": 1, "length": 2.5, "weight": 3, "width": 4},
+                "shippable": True,
+                "statement_descriptor": "FULL PRODUCT",
+                "tax_code": "txcd_99999999",
+                "type": "good",
+                "unit_label": "unit",
+                "url": "https://example.com/full",
+            }
+        )
+        client.v1.products.update(full_product.id, params={"default_price": "price_123"})
+        percent = client.v1.coupons.create(params={"id": "PCT", "percent_off": 25.5})
+        amount = client.v1.coupons.create(
+            params={
+                "id": "AMT",
+                "amount_off": 1500,
+                "currency": "jpy",
+                "duration": "repeating",
+                "duration_in_months": 6,
+                "max_redemptions": 100,
+                "redeem_by": now + 86400,
+                "name": "1500 JPY off",
+                "metadata": {"campaign": "spring"},
+                "applies_to": {"products": [plain_product.id]},
+                "currency_options": {"usd": {"amount_off": 1000}},
+            }
+        )
+        code = client.v1.promotion_codes.create(
+            params={
+                "promotion": {"type": "coupon", "coupon": amount.id},
+                "code": "FULL1",
+                "customer": "cus_1",
+                "expires_at": now + 3600,
+                "max_redemptions": 3,
+                "metadata": {"a": "b"},
+                "restrictions": {
+                    "first_time_transaction": True,
+                    "minimum_amount": 5000,
+                    "minimum_amount_currency": "jpy",
+                    "currency_options": {"usd": {"minimum_amount": 3000}},
+                },
+            }
+        )
+        bare = client.v1.promotion_codes.create(
+            params={"promotion": {"type": "coupon", "coupon": "PCT"}}
+        )
+        client.v1.promotion_codes.update(bare.id, params={"active": False})
+        stripe_emulator.account.redeem(code.id)
+        client.v1.coupons.update("PCT", params={"name": "Quarter"})
     return {
         "plain_product": plain_product.id,
         "full_product": full_product.id,

@@ -9,6 +9,7 @@ import pytest
 import requests
 import stripe
 
+from stripe_emulator.rate_limits import RateLimits
 from stripe_emulator.server import EmulatorServer
 from tests.emulator.emulator_support import (
     assert_stripe_error,
@@ -17,7 +18,6 @@ from tests.emulator.emulator_support import (
     plain,
     raw,
     sdk,
-    sdk_error_body,
 )
 
 
@@ -32,6 +32,7 @@ def test_reset_forgets_everything(
     account.keys.set_access("sk_test_restricted01", "revoked")
     account.set_event_delay(9)
     account.set_api_version("2024-06-20")
+    account.rate_limits.configure(test=1, operations={"GET /v1/coupons": 1}, count_rejected=False)
 
     reset = control(stripe_emulator, "POST", "reset")
     assert reset.status == 200 and reset.body == {"ok": True}
@@ -41,6 +42,7 @@ def test_reset_forgets_everything(
     assert account.faults.latency_ms == 0
     assert account.events.visibility_delay == 0
     assert account.api_version == "2026-10-28.endive"
+    assert account.rate_limits.settings() == RateLimits().settings()
     assert raw(stripe_emulator, "GET", "/v1/coupons", key="sk_test_restricted01").status == 200
     # Ids are deterministic from a reset: the same sequence starts again.
     assert client.v1.coupons.create(params={"percent_off": 5}).id == first_id
@@ -184,20 +186,13 @@ def test_controls_reject_bad_json(stripe_emulator: EmulatorServer) -> None:
     assert response.status_code == 400 and "error" in response.json()
 
 
-def test_rate_limit_gives_429(stripe_emulator: EmulatorServer) -> None:
-    settings = control(stripe_emulator, "POST", "faults", {"rate_limit": 2})
-    assert settings.status == 200 and settings.body["rate_limit"] == 2
-    client = sdk(stripe_emulator)
-    client.v1.coupons.list()
-    client.v1.coupons.list()
-    with pytest.raises(stripe.RateLimitError) as raised:
-        client.v1.coupons.list()
-    assert raised.value.http_status == 429
-    assert sdk_error_body(raised.value)["code"] == "rate_limit"
-    limited = raw(stripe_emulator, "GET", "/v1/coupons")
-    assert_stripe_error(limited, 429, code="rate_limit")
-    time.sleep(1.05)  # the window slides on
-    assert client.v1.coupons.list().data == []
+def test_rate_limits_are_not_a_fault(stripe_emulator: EmulatorServer) -> None:
+    # One concept, one name: rate limits live in account.rate_limits (/_emulator/rate_limits).
+    refused = control(stripe_emulator, "POST", "faults", {"rate_limit": 2})
+    assert refused.status == 400 and "rate_limits" in refused.body["error"]["message"]
+    with pytest.raises(ValueError, match="rate_limits"):
+        stripe_emulator.account.faults.configure(rate_limit=2)
+    assert "rate_limit" not in control(stripe_emulator, "POST", "faults", {}).body
 
 
 def test_error_rate_gives_500(stripe_emulator: EmulatorServer) -> None:

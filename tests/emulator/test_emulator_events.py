@@ -140,14 +140,14 @@ def test_type_and_types_filters(
         "product.created",
     ]
     assert types(type="invoice.paid") == []
+    assert types(type="coupon.?pdated") == []  # only `*` is a wildcard
     assert types(types=["product.created", "coupon.deleted"]) == [
         "coupon.deleted",
         "product.created",
     ]
-    assert types(types=["promotion_code.*", "product.*"]) == [
-        "promotion_code.created",
-        "product.created",
-    ]
+    # `types[]` takes exact names only: a wildcard there is a literal name no event has.
+    assert types(types=["promotion_code.*", "product.*"]) == []
+    assert types(types=["coupon.*", "coupon.deleted"]) == ["coupon.deleted"]
     max_types = [f"coupon.kind{n}" for n in range(19)] + ["coupon.created"]
     assert types(types=max_types) == ["coupon.created"]
 
@@ -161,6 +161,30 @@ def test_type_and_types_filters(
     both = [("type", "coupon.created"), ("types[]", "coupon.deleted")]
     result = raw(stripe_emulator, "GET", "/v1/events", both)
     assert result.status == 400 and result.error["param"] in ("type", "types")
+    mixed = [("type", "coupon.*"), ("types[]", "coupon.deleted")]
+    assert raw(stripe_emulator, "GET", "/v1/events", mixed).status == 400
+
+
+def test_types_filter_is_exact_over_the_sdk(
+    client: stripe.StripeClient, stripe_emulator: EmulatorServer
+) -> None:
+    client.v1.coupons.create(params={"id": "X", "percent_off": 5})
+    client.v1.coupons.update("X", params={"name": "renamed"})
+    client.v1.products.create(params={"name": "P"})
+    client.v1.coupons.delete("X")
+
+    def listed(**params: Any) -> list[str]:
+        page = client.v1.events.list(params=cast(Any, params))
+        return [event.type for event in page.auto_paging_iter()]
+
+    exact = listed(types=["coupon.created", "coupon.deleted"])
+    assert exact == ["coupon.deleted", "coupon.created"]
+    assert listed(types=["coupon.*"]) == []
+    assert listed(types=["*"]) == []
+    assert listed(type="coupon.*") == ["coupon.deleted", "coupon.updated", "coupon.created"]
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        listed(type="coupon.*", types=["coupon.created"])
+    assert raised.value.http_status == 400
 
 
 def test_created_filter(client: stripe.StripeClient, stripe_emulator: EmulatorServer) -> None:

@@ -20,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from sources.stripe_promotions import SyncRequest
 from stripe_emulator import Account
 from stripe_emulator.server import EmulatorServer
-from tests.support import TEST_KEY, Warehouse, as_json
+from tests.support import Warehouse, as_json, setup_client
 
 DAY = 24 * 3600
 KINDS = ("coupon", "product", "promotion_code")
@@ -73,9 +73,7 @@ class StripeModel(RuleBasedStateMachine):
         self.server = EmulatorServer().start()
         self.account: Account = self.server.account
         self.sdk = {
-            version: stripe.StripeClient(
-                TEST_KEY, base_addresses={"api": self.server.url}, stripe_version=version
-            )
+            version: setup_client(self.server.url, version)
             for version in (OLD_VERSION, NEW_VERSION)
         }
         self.warehouse = self.make_warehouse(self.server.url)

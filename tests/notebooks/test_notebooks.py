@@ -20,7 +20,6 @@ from typing import Any
 import duckdb
 import nbformat
 import pytest
-import stripe
 from ipykernel.kernelspec import write_kernel_spec
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
@@ -31,7 +30,7 @@ from stripe_emulator import serve
 from stripe_emulator.server import EmulatorServer
 from stripe_sync import RunError, Settings, SyncRequest, run_sync
 from stripe_sync.demo import make_changes
-from tests.support import TEST_KEY
+from tests.support import TEST_KEY, setup_client
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
@@ -84,7 +83,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
             progress=False,
         )
         run_sync(SyncRequest(), settings)
-        client = stripe.StripeClient(TEST_KEY, base_addresses={"api": emulator.url})
+        client = setup_client(emulator.url)
         make_changes(client, emulator.account)  # an archive, a deactivation, deletions...
         run_sync(SyncRequest(), settings)
         code = client.v1.promotion_codes.list(params={"limit": 1, "active": True}).data[0]

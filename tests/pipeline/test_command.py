@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -111,15 +112,43 @@ def test_bad_input_gets_a_clear_message_and_nonzero_exit(
         assert key not in done.stdout + done.stderr
 
 
-def test_unreachable_api_base(tmp_path: Path) -> None:
-    done = run(
-        "--api-base",
-        f"http://127.0.0.1:{closed_port()}",
-        cwd=tmp_path,
-        env={"SOURCES__STRIPE__MAX_ATTEMPTS": "2"},
-    )
+def test_unreachable_api_base_gives_up_after_three_attempts(tmp_path: Path) -> None:
+    # The default max_attempts (8, about a minute of backoff) is for a Stripe that has answered.
+    done = run("--api-base", f"http://127.0.0.1:{closed_port()}", cwd=tmp_path)
     assert done.returncode == 1
-    assert "Cannot reach Stripe" in done.stderr and "after 2 attempts" in done.stderr
+    assert "Cannot reach Stripe" in done.stderr and "after 3 attempts" in done.stderr
+
+
+def test_a_base_that_never_answers_is_tried_three_times(tmp_path: Path) -> None:
+    """A server that accepts connections and hangs up: each attempt is one connection."""
+    accepted = 0
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listener.settimeout(0.2)
+        stop = threading.Event()
+
+        def hang_up() -> None:
+            nonlocal accepted
+            while not stop.is_set():
+                try:
+                    connection, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                accepted += 1
+                connection.close()
+
+        thread = threading.Thread(target=hang_up, daemon=True)
+        thread.start()
+        try:
+            port = listener.getsockname()[1]
+            done = run("--api-base", f"http://127.0.0.1:{port}", cwd=tmp_path)
+        finally:
+            stop.set()
+            thread.join()
+    assert done.returncode == 1
+    assert "Cannot reach Stripe" in done.stderr and "after 3 attempts" in done.stderr
+    assert accepted == 3
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from stripe_emulator.errors import StripeError as EmulatorError
 from stripe_emulator.server import EmulatorServer
 from stripe_sync import Settings, make_pipeline
 from tests.model.model import KINDS, NEW_VERSION, TABLES, actual, expected
-from tests.support import TEST_KEY, Warehouse
+from tests.support import TEST_KEY, Warehouse, setup_client
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMAND = [sys.executable, str(ROOT / "pipelines" / "stripe_pipeline.py")]
@@ -162,17 +162,17 @@ class CommandRun:
 
 @contextmanager
 def faults_off(account: Account) -> Iterator[None]:
-    """Changes made by the test itself go through without latency or injected faults."""
+    """Changes made by the test itself go through without latency, injected faults or rate
+    limits."""
     faults = account.faults
     saved = {
         name: getattr(faults, name)
-        for name in ("latency_ms", "latency_max_ms", "rate_limit", "error_rate", "drop_rate")
+        for name in ("latency_ms", "latency_max_ms", "error_rate", "drop_rate")
     }
-    faults.configure(
-        latency_ms=0.0, latency_max_ms=None, rate_limit=None, error_rate=0.0, drop_rate=0.0
-    )
+    faults.configure(latency_ms=0.0, latency_max_ms=None, error_rate=0.0, drop_rate=0.0)
     try:
-        yield
+        with account.rate_limits.paused():
+            yield
     finally:
         faults.configure(**saved)
 
@@ -188,7 +188,7 @@ class Changes:
 
     @property
     def client(self) -> stripe.StripeClient:
-        return stripe.StripeClient(TEST_KEY, base_addresses={"api": self.server.url})
+        return setup_client(self.server.url)
 
     def name(self, prefix: str) -> str:
         self.counter += 1
