@@ -1,7 +1,8 @@
 """The command: `python pipelines/stripe_pipeline.py [--destination NAME] [--api-base URL] [SUB]`.
 
 Without a subcommand it runs the incremental load and the transforms. Subcommands: sync-all,
-sync-ids, sync-batch, soft-delete (the four verbs), transform, demo. Exit code 0 only on success.
+sync-ids, sync-batch, soft-delete (the four verbs), transform, query, demo. Exit code 0 only on
+success.
 """
 
 from __future__ import annotations
@@ -20,51 +21,146 @@ from sources.stripe_promotions.batch import read_batch_file, validate_batch
 from stripe_sync import RunError, Settings, run_sync, run_transforms_only, summary
 from stripe_sync.demo import run_demo
 from stripe_sync.errors import RunInterrupted
+from stripe_sync.query import print_query
+from stripe_sync.summary import TRY_QUERY
 from stripe_sync.tuning import skip_airflow_secrets
 
 TYPES = ("coupon", "product", "promotion_code")
+DESCRIPTION = """\
+Load Stripe coupons, products and promotion codes, with their updates and deletions, into
+DuckDB (default) or a warehouse, then build the current-state tables stripe.coupons,
+stripe.products and stripe.promotion_codes.
+
+Without a subcommand: an incremental load (objects created since the last run, and every
+change and deletion from Stripe's events), then the transforms. The first run loads
+everything."""
+EPILOG = """\
+The Stripe API key comes from STRIPE_API_KEY, or api_key under [sources.stripe] in
+.dlt/secrets.toml (SOURCES__STRIPE__API_KEY): a secret key (sk_live_/sk_test_) or a
+restricted key with read access to coupons, products, promotion codes and events.
+Global options may come before or after the subcommand. Exit code 0 only on success.
+
+examples:
+  stripe_pipeline.py                                  incremental load into stripe_pipeline.duckdb
+  stripe_pipeline.py --destination postgres sync-all  list everything; flag what is gone
+  stripe_pipeline.py sync-ids --type coupon SUMMER25  re-read one coupon
+  stripe_pipeline.py query "SELECT * FROM stripe.coupons LIMIT 5"
+  stripe_pipeline.py demo                             try it against the bundled emulator"""
+TYPE_HELP = "object type: coupon, product or promotion_code"
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Global options first, then an optional subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="stripe_pipeline.py",
-        description="Load Stripe coupons, products and promotion codes, with updates and "
-        "deletions, then build the current-state tables (schema stripe).",
-    )
-    parser.add_argument(
+def global_options(suppress: bool) -> argparse.ArgumentParser:
+    """The options every subcommand takes too (after it, they keep what was given before)."""
+    default = argparse.SUPPRESS if suppress else None
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group("global options")
+    group.add_argument(
         "--destination",
-        default="duckdb",
+        default=default if suppress else "duckdb",
         metavar="NAME",
         help="dlt destination: duckdb (default), postgres, motherduck, snowflake, bigquery",
     )
-    parser.add_argument(
-        "--api-base", metavar="URL", help="Stripe API base URL (default https://api.stripe.com)"
+    group.add_argument(
+        "--api-base",
+        default=default,
+        metavar="URL",
+        help="Stripe API base URL (default https://api.stripe.com, or SOURCES__STRIPE__API_BASE)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress display")
-    commands = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
-    sync_all = commands.add_parser("sync-all", help="list every object; absent ones are deleted")
+    group.add_argument(
+        "--quiet",
+        action="store_true",
+        default=default if suppress else False,
+        help="no progress display",
+    )
+    return options
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Global options (before or after the subcommand), then an optional subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="stripe_pipeline.py",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[global_options(suppress=False)],
+    )
+    commands = parser.add_subparsers(
+        dest="command",
+        metavar="[SUBCOMMAND]",
+        title="subcommands (optional; none: incremental load)",
+    )
+    inherit = [global_options(suppress=True)]
+
+    def command(name: str, summary: str, details: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=details, parents=inherit)
+
+    sync_all = command(
+        "sync-all",
+        "list every object; objects no longer listed are flagged deleted",
+        "List every object of the chosen types (default: all three) and flag the ones Stripe "
+        "no longer lists as deleted; then the transforms.",
+    )
     sync_all.add_argument(
         "--type",
         action="append",
         choices=TYPES,
         dest="types",
-        help="object type (repeatable; default: all three)",
+        metavar="T",
+        help=f"{TYPE_HELP} (repeatable; default: all three)",
     )
-    sync_ids = commands.add_parser("sync-ids", help="retrieve objects by id")
-    sync_ids.add_argument("--type", required=True, choices=TYPES)
-    sync_ids.add_argument("ids", nargs="+", metavar="ID")
-    sync_batch = commands.add_parser(
-        "sync-batch", help="load objects or webhook events from a file"
+    sync_ids = command(
+        "sync-ids",
+        "re-read objects by id",
+        "Retrieve objects by id. An id Stripe answers 404 for is flagged deleted if the "
+        "pipeline has seen it before; an id it never saw is reported and nothing is recorded.",
     )
-    sync_batch.add_argument("--type", required=True, choices=TYPES)
+    sync_ids.add_argument("--type", required=True, choices=TYPES, metavar="T", help=TYPE_HELP)
+    sync_ids.add_argument("ids", nargs="+", metavar="ID", help="Stripe ids, e.g. SUMMER25")
+    sync_batch = command(
+        "sync-batch",
+        "load objects or saved webhook events from a file",
+        "Load a batch from a file: a JSON array, a Stripe list object or JSON lines of objects "
+        "or saved webhook events. The whole batch is checked first, then loaded whole or not "
+        "at all.",
+    )
+    sync_batch.add_argument("--type", required=True, choices=TYPES, metavar="T", help=TYPE_HELP)
     sync_batch.add_argument("file", metavar="FILE", help="JSON array, Stripe list or JSON lines")
-    soft = commands.add_parser("soft-delete", help="mark ids deleted without touching Stripe")
-    soft.add_argument("--type", required=True, choices=TYPES)
-    soft.add_argument("ids", nargs="+", metavar="ID")
-    soft.add_argument("--reason", help="why (kept in stripe_raw.deletions)")
-    commands.add_parser("transform", help="rebuild the current-state tables only")
-    commands.add_parser("demo", help="seed the bundled emulator, load, change, load again")
+    soft = command(
+        "soft-delete",
+        "flag ids deleted without touching Stripe",
+        "Flag objects deleted in the current-state tables without touching Stripe; a later "
+        "observation of the object clears the flag. Ids the pipeline never saw are refused "
+        "unless --force is given.",
+    )
+    soft.add_argument("--type", required=True, choices=TYPES, metavar="T", help=TYPE_HELP)
+    soft.add_argument("ids", nargs="+", metavar="ID", help="Stripe ids")
+    soft.add_argument("--reason", help="why (kept with the deletion, as deletion_reason)")
+    soft.add_argument("--force", action="store_true", help="also record ids the pipeline never saw")
+    command(
+        "transform",
+        "rebuild the current-state tables only",
+        "Rebuild stripe.coupons, stripe.products and stripe.promotion_codes from what is "
+        "already loaded, without asking Stripe.",
+    )
+    query = command(
+        "query",
+        "run a SQL query against the destination and print the result",
+        "Run one SQL query against the destination (the same one a run writes) and print "
+        "the rows: no other tool needed.",
+    )
+    query.add_argument(
+        "sql", nargs="?", default=TRY_QUERY, metavar="SQL", help=f"default: {TRY_QUERY}"
+    )
+    query.add_argument(
+        "--limit", type=int, default=50, metavar="N", help="rows to print (default 50)"
+    )
+    query.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    command(
+        "demo",
+        "try it: seed the bundled emulator, load, change, load again",
+        "Start the bundled Stripe emulator with a demo account, load it into "
+        "stripe_demo.duckdb, change things in Stripe, load again and show the tables.",
+    )
     return parser.parse_args(argv)
 
 
@@ -78,7 +174,9 @@ def request_for(args: argparse.Namespace) -> SyncRequest:
         items = validate_batch(args.type, read_batch_file(args.file))
         return SyncRequest("batch", (args.type,), items=tuple(items))
     if args.command == "soft-delete":
-        return SyncRequest("soft_delete", (args.type,), ids=tuple(args.ids), reason=args.reason)
+        return SyncRequest(
+            "soft_delete", (args.type,), ids=tuple(args.ids), reason=args.reason, force=args.force
+        )
     return SyncRequest()
 
 
@@ -94,7 +192,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_demo(settings)
         elif args.command == "transform":
             for table in run_transforms_only(settings):
-                print(f"stripe.{table.table}: {table.rows:,} rows ({table.deleted:,} deleted)")
+                print(
+                    f"stripe.{table.table}: {table.rows:,} rows "
+                    f"({table.deleted_rows:,} flagged deleted)"
+                )
+        elif args.command == "query":
+            print_query(settings, args.sql, args.limit, as_csv=args.csv)
         else:
             print(summary(run_sync(request_for(args), settings)))
     except (RunError, StripeSourceError) as error:

@@ -32,9 +32,11 @@ class Progress:
             rows[table] = rows.get(table, 0) + count
         parts = [f"{table} {count:,}" for table, count in sorted(rows.items())]
         elapsed = time.monotonic() - self.stats.started
-        text = Text(f"{self.phase:<12}", style="bold cyan")
+        text = Text(f"{self.phase:<12} ", style="bold cyan")
         text.append(" · ".join(parts) or "waiting for Stripe")
-        text.append(f"  ({self.stats.requests:,} requests, {elapsed:.1f}s)", style="dim")
+        requests = self.stats.requests
+        noun = "request" if requests == 1 else "requests"
+        text.append(f"  ({requests:,} {noun}, {elapsed:.1f}s)", style="dim")
         return text
 
     @contextmanager

@@ -25,6 +25,7 @@ from .errors import (
     is_terminal_load_failure,
     was_interrupted,
 )
+from .known_ids import checked_request
 from .locking import RunLockedError, default_lock_wait, destination_run_lock, local_run_lock
 from .progress import Progress
 from .tuning import apply_duckdb_defaults, rare_gc_pauses
@@ -127,6 +128,7 @@ def run_sync(request: SyncRequest, settings: Settings | None = None) -> RunResul
             one_run_at_a_time(settings, progress) as pipeline,
         ):
             resumed = finish_interrupted_run(pipeline, progress, notes)
+            request = checked_request(pipeline, request)
             options = dict(settings.source_options)
             if settings.api_base:
                 options["api_base"] = settings.api_base

@@ -33,8 +33,11 @@ def summary(result: RunResult) -> str:
         )
     lines += [f"Note: {note}" for note in result.notes]
     lines.append(f"Data: {result.location}")
-    if result.destination == "duckdb":
-        lines.append(f'Try:  duckdb -readonly {result.location} "{TRY_QUERY}"')
-    else:
-        lines.append(f"Try:  {TRY_QUERY};")
+    lines.append(f"Try:  {query_command(result.destination)}")
     return "\n".join(lines)
+
+
+def query_command(destination: str) -> str:
+    """The command line that queries what this run wrote (no other tool needed)."""
+    option = "" if destination == "duckdb" else f" --destination {destination}"
+    return f'python pipelines/stripe_pipeline.py{option} query "{TRY_QUERY}"'

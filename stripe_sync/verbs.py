@@ -35,7 +35,8 @@ class ObjectSync:
         return run_sync(SyncRequest("full", (self.object_type,)), _settings(settings))
 
     def sync_by_ids(self, ids: Iterable[str], **settings: Any) -> RunResult:
-        """Retrieve these ids; one Stripe does not know becomes a deletion tombstone."""
+        """Retrieve these ids; one Stripe does not know becomes a deletion tombstone (unless the
+        pipeline never saw it: then nothing is recorded)."""
         wanted = tuple(ids)
         if not wanted:
             raise ValueError("sync_by_ids needs at least one id")
@@ -51,13 +52,23 @@ class ObjectSync:
         return run_sync(request, _settings(settings))
 
     def soft_delete(
-        self, ids: str | Iterable[str], reason: str | None = None, **settings: Any
+        self,
+        ids: str | Iterable[str],
+        reason: str | None = None,
+        *,
+        force: bool = False,
+        **settings: Any,
     ) -> RunResult:
-        """Mark ids deleted by hand, without touching Stripe; a later observation clears it."""
+        """Mark ids deleted by hand, without touching Stripe; a later observation clears it.
+
+        Ids the pipeline never saw are refused (a typo) unless `force`.
+        """
         wanted = (ids,) if isinstance(ids, str) else tuple(ids)
         if not wanted:
             raise ValueError("soft_delete needs at least one id")
-        request = SyncRequest("soft_delete", (self.object_type,), ids=wanted, reason=reason)
+        request = SyncRequest(
+            "soft_delete", (self.object_type,), ids=wanted, reason=reason, force=force
+        )
         return run_sync(request, _settings(settings))
 
 

@@ -58,7 +58,8 @@ class TableChanges:
     rows: int
     new: int
     updated: int
-    deleted: int
+    deleted: int  # rows deleted since the previous rebuild
+    deleted_rows: int = 0  # rows flagged deleted in the table now
 
 
 def dialect_of(pipeline: dlt.Pipeline) -> str:
@@ -173,10 +174,11 @@ def _changes(
 ) -> TableChanges:
     """New, updated and newly deleted rows of the rebuilt table against the previous one."""
     new_table, old_table = f"{SCHEMA}.{building}", f"{SCHEMA}.{table}"
-    rows = client.execute_sql(f"SELECT COUNT(*) FROM {new_table}")[0][0]
+    rows, deleted_rows = client.execute_sql(
+        f"SELECT COUNT(*), COUNT(CASE WHEN is_deleted THEN 1 END) FROM {new_table}"
+    )[0]
     if not existed:
-        deleted = client.execute_sql(f"SELECT COUNT(*) FROM {new_table} WHERE is_deleted")[0][0]
-        return TableChanges(table, rows, rows, 0, deleted)
+        return TableChanges(table, rows, rows, 0, deleted_rows, deleted_rows)
     # A column Stripe added since the last rebuild is not in the old table: compare the rest.
     before = _columns(client, table)
     compared = [c for c in columns if c not in BOOKKEEPING and c in before]
@@ -192,4 +194,4 @@ def _changes(
         LEFT JOIN {old_table} AS o ON o.id = n.id
         """
     )[0]
-    return TableChanges(table, rows, new, updated, deleted)
+    return TableChanges(table, rows, new, updated, deleted, deleted_rows)

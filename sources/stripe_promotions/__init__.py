@@ -107,7 +107,7 @@ def stripe_source(
     elif request.mode == "full":
         resources = [full_listing(connect, planner, types, start, stats)]
     elif request.mode == "ids":
-        resources = [by_ids(connect, types[0], request.ids, stats)]
+        resources = [by_ids(connect, types[0], request.ids, request.unseen_ids, stats)]
     elif request.mode == "batch":
         resources = [batch(types[0], request.items, stats)]
     else:
@@ -266,13 +266,19 @@ def events(connect: Connector, planner: Planner, lag: int, stats: RunStats) -> D
 
 # -- the verbs: by ids, a batch, soft delete ------------------------------------------------------
 def by_ids(
-    connect: Connector, object_type: ObjectType, ids: Sequence[str], stats: RunStats
+    connect: Connector,
+    object_type: ObjectType,
+    ids: Sequence[str],
+    unseen: Sequence[str],
+    stats: RunStats,
 ) -> DltResource:
-    """Retrieve each id; one Stripe answers 404 for becomes a deletion tombstone."""
+    """Retrieve each id; one Stripe answers 404 for becomes a deletion tombstone, unless it
+    is `unseen` (never observed: a typo is not a deletion, so nothing is recorded)."""
 
     @dlt.resource(name=f"{object_type.table}_by_id")
     def retrieve() -> Iterator[Any]:
-        yield from retrieved(connect(), object_type, list(dict.fromkeys(ids)), stats)
+        wanted = list(dict.fromkeys(ids))
+        yield from retrieved(connect(), object_type, wanted, stats, unseen=frozenset(unseen))
 
     return retrieve
 
@@ -283,8 +289,10 @@ def retrieved(
     ids: Sequence[str],
     stats: RunStats,
     order: int | None = None,
+    unseen: frozenset[str] = frozenset(),
 ) -> Iterator[Any]:
-    """Objects read by id (in parallel): their rows, and tombstones for ids Stripe lacks.
+    """Objects read by id (in parallel): their rows, and tombstones for ids Stripe lacks
+    (but none for an `unseen` one: an id nobody ever observed was never there to delete).
 
     `order` ranks them within their second (default: the local ms of each answer).
     """
@@ -303,6 +311,13 @@ def retrieved(
         stats.rows[f"{object_type.table}/retrieve"] += len(chunks)
         yield routed(objects_table(object_type.name, chunks), object_type.table)
     missing = [(i, p) for i, p in zip(ids, pages, strict=True) if not p.objects]
+    unknown = [i for i, _ in missing if i in unseen]
+    if unknown:
+        stats.note(
+            f"Stripe does not know {object_type.name} {', '.join(map(repr, unknown))} and the "
+            "pipeline never saw it: nothing recorded."
+        )
+        missing = [(i, p) for i, p in missing if i not in unseen]
     if missing:
         stones = [
             tombstone(

@@ -34,6 +34,10 @@ class SyncRequest:
     ids: tuple[str, ...] = ()
     items: tuple[Mapping[str, Any], ...] = ()
     reason: str | None = None
+    # soft delete: also ids the destination has never seen (a typo is refused otherwise)
+    force: bool = False
+    # sync by ids: ids the destination has never seen; Stripe's 404 for one records nothing
+    unseen_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.object_types if t not in OBJECT_TYPES]

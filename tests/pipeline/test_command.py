@@ -76,6 +76,61 @@ def test_verbs_as_subcommands(
     assert "stripe.coupons" in done.stdout
 
 
+def test_global_options_also_follow_the_subcommand_and_transform_counts_the_table(
+    seeded: EmulatorServer, client: stripe.StripeClient, tmp_path: Path
+) -> None:
+    assert run("--quiet", "--api-base", seeded.url, cwd=tmp_path).returncode == 0
+    client.v1.coupons.delete(client.v1.coupons.list(params={"limit": 1}).data[0].id)
+    done = run("sync-all", "--type", "coupon", "--api-base", seeded.url, "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    sql = "SELECT COUNT(*) AS n FROM stripe.coupons WHERE is_deleted"
+    flagged = run("query", "--csv", sql, cwd=tmp_path)
+    assert flagged.returncode == 0, flagged.stderr
+    deleted = int(flagged.stdout.split()[1])
+    assert deleted >= 1
+    total = run("transform", cwd=tmp_path)
+    assert total.returncode == 0, total.stderr
+    assert f"({deleted:,} flagged deleted)" in total.stdout.splitlines()[0]
+
+
+def test_the_summary_suggests_a_query_that_works_from_the_project_alone(
+    seeded: EmulatorServer, tmp_path: Path
+) -> None:
+    done = run("--api-base", seeded.url, "--quiet", cwd=tmp_path)
+    (suggested,) = [line for line in done.stdout.splitlines() if line.startswith("Try:")]
+    assert "duckdb -readonly" not in suggested
+    sql = suggested.split(" query ", 1)[1].strip().strip('"')
+    answered = run("query", sql, cwd=tmp_path)
+    assert answered.returncode == 0, answered.stderr
+    assert "redeemable" in answered.stdout and "status" in answered.stdout
+    broken = run("query", "SELECT nope FROM stripe.coupons", cwd=tmp_path)
+    assert broken.returncode == 1 and "The query failed" in broken.stderr
+
+
+def test_help_explains_the_command(tmp_path: Path) -> None:
+    done = run("--help", cwd=tmp_path, key=None)
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert "Without a subcommand: an incremental load" in text
+    assert "STRIPE_API_KEY" in text and "before or after the subcommand" in text
+    for subcommand in ("sync-all", "sync-ids", "sync-batch", "soft-delete", "transform", "query"):
+        assert subcommand in text
+    sub = " ".join(run("sync-ids", "--help", cwd=tmp_path, key=None).stdout.split())
+    assert "object type: coupon, product or promotion_code" in sub and "Stripe ids" in sub
+    assert "--destination" in sub  # global options are taken after the subcommand too
+
+
+def test_soft_delete_of_a_typo_is_refused_with_a_way_out(
+    seeded: EmulatorServer, tmp_path: Path
+) -> None:
+    assert run("--api-base", seeded.url, "--quiet", cwd=tmp_path).returncode == 0
+    refused = run("soft-delete", "--type", "product", "prod_TYPO", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "Never seen by this pipeline" in refused.stderr and "--force" in refused.stderr
+    sql = "SELECT COUNT(*) AS n FROM stripe.products WHERE id = 'prod_TYPO'"
+    assert run("query", "--csv", sql, cwd=tmp_path).stdout.split() == ["n", "0"]
+
+
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     done = run("demo", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -191,7 +191,7 @@ def test_sync_all_flags_objects_no_longer_listed(
     assert {t.table: t.deleted for t in result.tables}["coupons"] == 1
 
 
-def test_sync_by_ids_refreshes_and_tombstones_unknown_ids(
+def test_sync_by_ids_refreshes_tombstones_deleted_ids_and_records_no_typo(
     warehouse: Warehouse, stripe_emulator: EmulatorServer, client: stripe.StripeClient
 ) -> None:
     stripe_emulator.account.set_event_delay(10**6)
@@ -200,12 +200,28 @@ def test_sync_by_ids_refreshes_and_tombstones_unknown_ids(
     warehouse.run()
     client.v1.coupons.update("LIVE", params={"name": "Renamed"})
     client.v1.coupons.delete("DEAD")
-    warehouse.run(SyncRequest("ids", ("coupon",), ids=("LIVE", "DEAD", "NEVER")))
+    result = warehouse.run(SyncRequest("ids", ("coupon",), ids=("LIVE", "DEAD", "NEVER")))
     coupons = warehouse.current("coupons")
     assert coupons["LIVE"]["name"] == "Renamed"
     assert coupons["DEAD"]["is_deleted"] is True
     assert coupons["DEAD"]["deletion_source"] == "not_found"
-    assert coupons["NEVER"]["is_deleted"] is True
+    # An id neither Stripe nor the pipeline ever knew is a typo, not a deletion.
+    assert "NEVER" not in coupons
+    assert not warehouse.rows("SELECT * FROM stripe_raw.deletions WHERE object_id = 'NEVER'")
+    assert any("'NEVER'" in note and "nothing recorded" in note for note in result.notes)
+
+
+def test_soft_delete_of_an_id_never_seen_is_refused_unless_forced(
+    warehouse: Warehouse, client: stripe.StripeClient
+) -> None:
+    new_coupon(client, "REAL")
+    warehouse.run()
+    with pytest.raises(RunError, match="Never seen by this pipeline: coupon 'TYPO'"):
+        coupon_verbs.soft_delete(["REAL", "TYPO"], **_options(warehouse))
+    assert warehouse.current("coupons")["REAL"]["is_deleted"] is False  # nothing loaded
+    assert "TYPO" not in warehouse.current("coupons")
+    coupon_verbs.soft_delete("TYPO", force=True, **_options(warehouse))
+    assert warehouse.current("coupons")["TYPO"]["is_deleted"] is True
 
 
 def test_sync_batch_loads_objects_and_webhook_events(
@@ -407,7 +423,7 @@ def _events(account: Account) -> list[dict[str, Any]]:
     ]
 
 
-def _options(warehouse: Warehouse) -> dict[str, object]:
+def _options(warehouse: Warehouse) -> dict[str, Any]:
     settings = warehouse.settings
     return {
         "destination": settings.destination,

@@ -1,0 +1,58 @@
+"""Ids the destination has seen: a typo given to sync-ids or soft-delete is not a deletion."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import dlt
+
+from sources.stripe_promotions import SyncRequest
+from sources.stripe_promotions.settings import OBJECT_TYPES
+from transforms.runner import SCHEMA
+
+from .errors import RunError
+
+
+def seen_ids(pipeline: dlt.Pipeline, object_type: str, ids: tuple[str, ...]) -> set[str]:
+    """Which of `ids` the current-state table holds (none before the first transforms)."""
+    table = OBJECT_TYPES[object_type].table
+    with pipeline.sql_client() as client:
+        found = client.execute_sql(
+            "SELECT COUNT(*) FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_name = %s",
+            SCHEMA,
+            table,
+        )
+        if not found or not found[0][0]:
+            return set()
+        placeholders = ", ".join(["%s"] * len(ids))
+        rows = client.execute_sql(
+            f"SELECT id FROM {SCHEMA}.{table} WHERE id IN ({placeholders})", *ids
+        )
+    return {str(row[0]) for row in rows or []}
+
+
+def checked_request(pipeline: dlt.Pipeline, request: SyncRequest) -> SyncRequest:
+    """The request with the ids the destination never saw marked, or refused for soft delete.
+
+    Sync by ids records nothing for an unseen id Stripe does not know either; soft delete
+    refuses unseen ids unless asked to `force` (before anything is loaded).
+    """
+    if request.mode not in ("ids", "soft_delete") or not request.ids:
+        return request
+    object_type = request.object_types[0]
+    unseen = tuple(
+        i
+        for i in dict.fromkeys(request.ids)
+        if i not in seen_ids(pipeline, object_type, request.ids)
+    )
+    if request.mode == "ids":
+        return replace(request, unseen_ids=unseen)
+    if unseen and not request.force:
+        names = ", ".join(map(repr, unseen))
+        raise RunError(
+            f"Never seen by this pipeline: {object_type} {names}. Nothing was recorded. Check "
+            "the id (ids are case-sensitive), or pass --force (force=True) to record the "
+            "soft delete anyway."
+        )
+    return request
