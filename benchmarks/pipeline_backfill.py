@@ -4,7 +4,7 @@ Usage (from the repository root):
 
     .venv/bin/python benchmarks/pipeline_backfill.py [--codes 100000] [--coupons 10000]
         [--products 10000] [--latency-ms 150] [--rate-limit 100] [--max-rps R]
-        [--destination duckdb] [--workdir DIR] [--no-pin] [--no-quiet-run]
+        [--destination duckdb] [--workdir DIR] [--no-pin] [--no-quiet-run] [--quiet-runs N]
         [--install plain|full] [--airflow-secrets] [--duckdb-threads N]
         [--duckdb-memory-limit SIZE] [--arrow-memory-pool POOL] [--timeline] [--json]
 
@@ -247,6 +247,10 @@ def start_emulator(args: argparse.Namespace) -> Emulator:
     return Emulator(process, match.group().decode(), time.monotonic() - started)
 
 
+class RunFailed(Exception):
+    """A pipeline child exited non-zero (its traceback is on stderr)."""
+
+
 def run_child(config: dict[str, Any], cores: set[int] | None) -> tuple[dict[str, Any], float]:
     """One pipeline run in its own process; its report and the process's wall time."""
     with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
@@ -257,8 +261,14 @@ def run_child(config: dict[str, Any], cores: set[int] | None) -> tuple[dict[str,
         )
         if cores:
             os.sched_setaffinity(process.pid, cores)
-        if process.wait(timeout=RUN_TIMEOUT) != 0:
-            raise SystemExit(f"the pipeline run failed (exit {process.returncode})")
+        timer = threading.Timer(RUN_TIMEOUT, process.kill)
+        timer.start()
+        _, status, usage = os.wait4(process.pid, 0)  # the child's own peak, even if it fails
+        timer.cancel()
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            peak = usage.ru_maxrss * 1024 / 2**20
+            raise RunFailed(f"exit {process.returncode}, peak RSS {peak:.0f} MiB")
         wall = time.monotonic() - started
         return json.load(out), wall
 
@@ -381,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     parser.add_argument("--no-quiet-run", action="store_true", help="skip the second run")
     parser.add_argument(
+        "--quiet-runs", type=int, default=1, help="runs with no changes after the backfill"
+    )
+    parser.add_argument(
         "--install",
         choices=("plain", "full"),
         default="plain",
@@ -446,11 +459,19 @@ def main(argv: list[str] | None = None) -> int:
             "blocked": EXTRAS_ONLY if args.install == "plain" else [],
         }
         runs = []
-        for label in ("backfill", "quiet run")[: 1 if args.no_quiet_run else 2]:
+        quiet = 0 if args.no_quiet_run else args.quiet_runs
+        names = [f"quiet run {n}" if quiet > 1 else "quiet run" for n in range(1, quiet + 1)]
+        labels = ["backfill", *names]
+        for label in labels:
             emulator.clear_requests()
             cpu = emulator.cpu_s()
             print(f"{label}...", flush=True)
-            result, wall = run_child(config, pipeline_cores)
+            try:
+                result, wall = run_child(config, pipeline_cores)
+            except RunFailed as failed:
+                if runs:
+                    report(args, emulator, runs, load)
+                raise SystemExit(f"{label} failed: {failed}") from None
             runs.append((label, result, wall, emulator.api_requests(), emulator.cpu_s() - cpu))
         report(args, emulator, runs, load)
     return 0
