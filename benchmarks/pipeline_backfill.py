@@ -264,6 +264,10 @@ def start_emulator(args: argparse.Namespace) -> Emulator:
     return Emulator(process, match.group().decode(), time.monotonic() - started)
 
 
+class RunFailed(Exception):
+    """A pipeline child exited non-zero (its traceback is on stderr)."""
+
+
 def run_child(config: dict[str, Any], cores: set[int] | None) -> tuple[dict[str, Any], float]:
     """One pipeline run in its own process; its report and the process's wall time."""
     with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
@@ -274,8 +278,14 @@ def run_child(config: dict[str, Any], cores: set[int] | None) -> tuple[dict[str,
         )
         if cores:
             os.sched_setaffinity(process.pid, cores)
-        if process.wait(timeout=RUN_TIMEOUT) != 0:
-            raise SystemExit(f"the pipeline run failed (exit {process.returncode})")
+        timer = threading.Timer(RUN_TIMEOUT, process.kill)
+        timer.start()
+        _, status, usage = os.wait4(process.pid, 0)  # the child's own peak, even if it fails
+        timer.cancel()
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            peak = usage.ru_maxrss * 1024 / 2**20
+            raise RunFailed(f"exit {process.returncode}, peak RSS {peak:.0f} MiB")
         wall = time.monotonic() - started
         return json.load(out), wall
 
@@ -521,13 +531,18 @@ def main(argv: list[str] | None = None) -> int:
             else None,
             "blocked": EXTRAS_ONLY if args.install == "plain" else [],
         }
-        runs = []
+        runs: list[tuple[str, dict[str, Any], float, int, float, int]] = []
         labels = ["backfill", *(f"quiet run {n + 1}" for n in range(args.quiet_runs))]
         for label in labels:
             emulator.clear_requests()
             cpu, rejected = emulator.cpu_s(), emulator.rejected()
             print(f"{label}...", flush=True)
-            result, wall = run_child(config, pipeline_cores)
+            try:
+                result, wall = run_child(config, pipeline_cores)
+            except RunFailed as failed:
+                if runs:
+                    report(args, emulator, runs, load)
+                raise SystemExit(f"{label} failed: {failed}") from None
             requests, rejected = emulator.api_requests(), emulator.rejected() - rejected
             runs.append((label, result, wall, requests, emulator.cpu_s() - cpu, rejected))
         report(args, emulator, runs, load)

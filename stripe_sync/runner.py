@@ -28,7 +28,7 @@ from .errors import (
 from .known_ids import checked_request
 from .locking import RunLockedError, default_lock_wait, destination_run_lock, local_run_lock
 from .progress import Progress
-from .tuning import apply_duckdb_defaults, rare_gc_pauses
+from .tuning import apply_duckdb_defaults, rare_gc_pauses, with_memory_to_spare
 
 PIPELINE_NAME = "stripe_pipeline"
 DATASET_NAME = "stripe_raw"
@@ -138,9 +138,9 @@ def run_sync(request: SyncRequest, settings: Settings | None = None) -> RunResul
             with progress.step("normalizing"):
                 pipeline.normalize()
             with progress.step("loading"):
-                pipeline.load()
+                with_memory_to_spare(pipeline.load)
             with progress.step("transforming"):
-                tables = transform(pipeline, settings)
+                tables = with_memory_to_spare(lambda: transform(pipeline, settings))
     except (Exception, KeyboardInterrupt) as error:
         raise failure(error, pipeline, settings, progress.phase) from error
     return RunResult(
@@ -162,7 +162,7 @@ def run_transforms_only(settings: Settings | None = None) -> list[TableChanges]:
     progress = Progress(RunStats(), enabled=False)
     try:
         with one_run_at_a_time(settings, progress) as pipeline, progress.step("transforming"):
-            return transform(pipeline, settings)
+            return with_memory_to_spare(lambda: transform(pipeline, settings))
     except (Exception, KeyboardInterrupt) as error:
         raise failure(error, pipeline, settings, progress.phase) from error
 
@@ -234,6 +234,6 @@ def finish_interrupted_run(pipeline: dlt.Pipeline, progress: Progress, notes: li
         return False
     with progress.step("resuming"):
         pipeline.normalize()
-        pipeline.load()
+        with_memory_to_spare(pipeline.load)
     notes.append("Finished loading what an interrupted run had left, then ran as asked.")
     return True

@@ -1,14 +1,17 @@
 """Process defaults that keep a run fast and its memory bounded; a user's own settings win.
 
-Measured in benchmarks/RESULTS.md (issue 8): DuckDB sizes its thread pool from the machine's
-cores, not the ones this process may use, and its buffer pool from 80% of RAM; bounding both
-keeps the load and the transforms of a 1,000,000-code account within the same memory as a
-100,000-code one. Outside Airflow, dlt's probe for Airflow's secrets costs 2-3 s and ~95 MB
-per run once the orchestration extra is installed. A run allocates millions of short-lived
-dicts (parsed pages) that reference counting frees on its own; at Python's default thresholds
-the cyclic garbage collector still traverses them ~800 times, and the whole heap ~6 times, per
-120,000 objects: 0.9 s of a 6 s run. (The command also picks Arrow's allocator, which must
-happen before pyarrow is imported: see pipelines/stripe_pipeline.py.)
+Measured in benchmarks/RESULTS.md (issue 8, and "DuckDB's memory" after it): DuckDB sizes
+its thread pool from the machine's cores, not the ones this process may use, and its buffer pool
+from 80% of RAM. A smaller buffer pool, sized by threads, keeps a run's memory low: sorts, joins
+and aggregates spill to the database's temporary folder beyond it. But the window functions of
+dlt's merge and of the transforms need working memory that grows with the rows and the threads,
+so no fixed limit fits every account: a step that runs out of memory under ours runs once more
+under DuckDB's own default. Outside Airflow, dlt's probe for Airflow's secrets costs 2-3 s and
+~95 MB per run once the orchestration extra is installed. A run allocates millions of
+short-lived dicts (parsed pages) that reference counting frees on its own; at Python's default
+thresholds the cyclic garbage collector still traverses them ~800 times, and the whole heap ~6
+times, per 120,000 objects: 0.9 s of a 6 s run. (The command also picks Arrow's allocator,
+which must happen before pyarrow is imported: see pipelines/stripe_pipeline.py.)
 """
 
 from __future__ import annotations
@@ -16,18 +19,23 @@ from __future__ import annotations
 import gc
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import dlt
+import duckdb
 
 DUCKDB_GLOBAL_CONFIG = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
-# DuckDB spills to disk beyond this; the load and transforms of 1,000,000 codes run within it
-# (peak 311 MB at 75MB, 340 MB at 100MB: benchmarks/RESULTS.md).
-DUCKDB_MEMORY_LIMIT = "75MB"
+# DuckDB's buffer pool on a step's first try: this much per thread, and never less than the
+# floor (dlt's merge and the transforms' windows need working memory per thread).
+DUCKDB_MB_PER_THREAD = 64
+DUCKDB_MIN_MB = 128
 # Cyclic GC thresholds during a run: a young collection per 50,000 net new containers instead
 # of 700 (GC time per backfill of 120,000 objects: 0.96 s at the defaults, 0.05-0.15 s with these).
 RUN_GC_THRESHOLDS = (50_000, 20, 10)
+
+T = TypeVar("T")
 
 
 def usable_cores() -> int:
@@ -38,14 +46,52 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def duckdb_settings() -> dict[str, Any]:
+    """DuckDB's threads (the usable cores) and a buffer pool sized by them, as `global_config`."""
+    threads = usable_cores()
+    megabytes = max(DUCKDB_MIN_MB, DUCKDB_MB_PER_THREAD * threads)
+    return {"threads": threads, "memory_limit": f"{megabytes}MB"}
+
+
 def apply_duckdb_defaults() -> None:
     """Threads and memory limit for DuckDB, unless dlt's config already sets `global_config`."""
     if os.environ.get(DUCKDB_GLOBAL_CONFIG):
         return
     if dlt.secrets.get("destination.duckdb.credentials.global_config") is not None:
         return
-    settings = {"threads": usable_cores(), "memory_limit": DUCKDB_MEMORY_LIMIT}
-    os.environ[DUCKDB_GLOBAL_CONFIG] = json.dumps(settings)
+    os.environ[DUCKDB_GLOBAL_CONFIG] = json.dumps(duckdb_settings())
+
+
+def ran_out_of_memory(error: BaseException) -> bool:
+    """Whether DuckDB refused a statement for want of memory (dlt wraps its exception)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen:
+        if isinstance(current, duckdb.OutOfMemoryException):
+            return True
+        seen.append(current)
+        current = current.__cause__ or current.__context__ or getattr(current, "exception", None)
+    return False
+
+
+def with_memory_to_spare(step: Callable[[], T]) -> T:
+    """Run a DuckDB step; if it ran out of memory under our limit, run it once more without it.
+
+    DuckDB's own default (most of the RAM, or of the container's limit) then applies, for this
+    step only. A limit the user set is never lifted: their config is not ours.
+    """
+    ours = duckdb_settings()
+    try:
+        return step()
+    except Exception as error:
+        if not ran_out_of_memory(error) or os.environ.get(DUCKDB_GLOBAL_CONFIG) != json.dumps(ours):
+            raise
+    unlimited = {name: value for name, value in ours.items() if name != "memory_limit"}
+    os.environ[DUCKDB_GLOBAL_CONFIG] = json.dumps(unlimited)
+    try:
+        return step()
+    finally:
+        os.environ[DUCKDB_GLOBAL_CONFIG] = json.dumps(ours)
 
 
 def skip_airflow_secrets() -> None:

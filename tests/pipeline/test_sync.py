@@ -19,8 +19,8 @@ from stripe_sync import RunError
 from stripe_sync import coupons as coupon_verbs
 from stripe_sync.tuning import (
     DUCKDB_GLOBAL_CONFIG,
-    DUCKDB_MEMORY_LIMIT,
     RUN_GC_THRESHOLDS,
+    duckdb_settings,
     rare_gc_pauses,
     usable_cores,
 )
@@ -344,7 +344,8 @@ def duckdb_rendering(memory_limit: str) -> str:
 def test_duckdb_gets_the_usable_cores_and_a_memory_limit(duckdb_warehouse: Warehouse) -> None:
     duckdb_warehouse.run()
     assert duckdb_setting(duckdb_warehouse, "threads") == usable_cores()
-    assert duckdb_setting(duckdb_warehouse, "memory_limit") == duckdb_rendering(DUCKDB_MEMORY_LIMIT)
+    ours = duckdb_rendering(duckdb_settings()["memory_limit"])
+    assert duckdb_setting(duckdb_warehouse, "memory_limit") == ours
 
 
 def test_a_users_own_duckdb_settings_win(
@@ -353,7 +354,8 @@ def test_a_users_own_duckdb_settings_win(
     monkeypatch.setenv(DUCKDB_GLOBAL_CONFIG, json.dumps({"threads": 1}))
     duckdb_warehouse.run()
     assert duckdb_setting(duckdb_warehouse, "threads") == 1
-    assert duckdb_setting(duckdb_warehouse, "memory_limit") != duckdb_rendering(DUCKDB_MEMORY_LIMIT)
+    ours = duckdb_rendering(duckdb_settings()["memory_limit"])
+    assert duckdb_setting(duckdb_warehouse, "memory_limit") != ours
 
 
 def test_a_retrieval_made_for_an_event_outranks_the_event_in_the_same_second(
