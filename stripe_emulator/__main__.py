@@ -8,8 +8,28 @@ import sys
 import threading
 
 from .account import DEFAULT_API_VERSION, Account
+from .controls import help_text
 from .rate_limits import DEFAULTS, OPERATION_NAME
 from .server import EmulatorServer
+
+DESCRIPTION = """\
+A stateful Stripe API emulator (coupons, products, promotion codes, events) on 127.0.0.1,
+for the official stripe SDK: stripe.StripeClient(KEY, base_addresses={"api": URL}).
+
+API keys: any well-formed key works, with full access and the same objects for all:
+sk_test_..., sk_live_..., rk_test_... or rk_live_... followed by 8 to 247 letters or digits
+(e.g. sk_test_emulator0123). A missing or malformed key (pk_..., sk_foo) is a 401. The
+key's mode picks its rate limits: test keys share --test-rate-limit, live keys
+--live-rate-limit, and each mode has its own --operation-rate-limit per operation. Restrict
+(403) or revoke (401) a key with POST /_emulator/keys."""
+
+
+def epilog() -> str:
+    """The controls, from the one table in `controls.py`."""
+    return (
+        "controls: HTTP on the same port, JSON in and out, no key, never rate-limited;\n"
+        "GET /_emulator lists them with each body's names, types and an example.\n" + help_text()
+    )
 
 
 def positive(text: str) -> float:
@@ -37,7 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options; `--seed` takes `demo` or a number of promotion codes."""
     parser = argparse.ArgumentParser(
         prog="python -m stripe_emulator",
-        description="A stateful Stripe API emulator (coupons, products, promotion codes, events).",
+        description=DESCRIPTION,
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--port", type=int, default=12111, help="port on 127.0.0.1 (0: any free)")
     parser.add_argument(
@@ -53,8 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     limits = parser.add_argument_group(
         "rate limits",
-        "Stripe's limits, on by default: a request must fit both the account-wide limit of its "
-        "key's mode and the limit of its operation (method + path template, e.g. "
+        "Stripe's limits, on by default: a request must fit both the account-wide limit of\n"
+        "its key's mode and the limit of its operation (method + path template, e.g.\n"
         "'GET /v1/promotion_codes/{id}'), each over any one-second window.",
     )
     limits.add_argument(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .collection import Collection
@@ -30,6 +31,27 @@ WORDS = ["SUMMER", "WELCOME", "FALL", "VIP", "FRIENDS", "SPRING", "BLACKFRIDAY",
 PERCENTS = [5, 10, 12.5, 15, 20, 25, 25.5, 30, 33.3, 40, 50, 75, 100]
 CURRENCIES = ["usd", "usd", "usd", "eur", "eur", "gbp", "jpy", "jpy", "cad"]
 META_KEYS = ["campaign", "channel", "owner", "region", "sku", "category", "tier", "order_id"]
+# Minor units per major unit differ: Stripe's zero- and three-decimal currencies (the same
+# lists as transforms/coupons.sql's amount_off_major); every other currency has two decimals.
+ZERO_DECIMAL = frozenset(
+    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv"}
+    | {"xaf", "xof", "xpf"}
+)
+THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
+
+
+def decimals(currency: str) -> int:
+    """How many decimals the currency's major unit has: `amount_off` counts minor units."""
+    code = currency.lower()
+    return 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+
+
+def major_units(amount: int, currency: str) -> str:
+    """An amount in minor units as people write it: `9 EUR`, `12.50 USD`, `4,100 JPY`."""
+    places = decimals(currency)
+    major = Decimal(amount).scaleb(-places)
+    text = f"{major:,.0f}" if major == major.to_integral_value() else f"{major:,.{places}f}"
+    return f"{text} {currency.upper()}"
 
 
 def _times(rng: random.Random, count: int, start: float, end: float) -> list[int]:
@@ -161,7 +183,7 @@ def _seed_coupons(
                 if record.currency == "jpy"
                 else rng.randrange(100, 5000, 50)
             )
-            record.name = f"{record.amount_off} {record.currency.upper()} off"
+            record.name = f"{major_units(record.amount_off, record.currency)} off"
             if rng.random() < 0.2:
                 record.currency_options = {
                     c: {"amount_off": record.amount_off}

@@ -23,6 +23,8 @@ from aiohttp import web
 
 from .account import Account, check_api_version
 from .collection import RequestContext
+from .controls import PREFIX, ControlError, find, parse_body
+from .controls import run as run_control
 from .errors import StripeError
 from .params import decode_form
 from .rate_limits import key_mode
@@ -167,117 +169,21 @@ async def unrecognized(request: web.Request) -> web.StreamResponse:
     return await serve_api(request, None)
 
 
-# -- controls for tests, the demo and benchmarks (JSON in, JSON out) ------------------------------
-Control = Callable[[Account, dict[str, Any], dict[str, str]], Any]
+# -- controls for tests, the demo and benchmarks (JSON in, JSON out; table in controls.py) ------
 
 
-def _reset(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
-    account.reset()
-    return {"ok": True}
-
-
-def _api_version(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
-    account.set_api_version(body["api_version"])
-    return {"api_version": account.api_version}
-
-
-def _seed(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
-    return account.seed(**body)
-
-
-def _clock(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
-    if "advance" in body:
-        account.advance_clock(float(body["advance"]))
-    if body.get("freeze"):
-        account.clock.freeze()
-    if body.get("freeze") is False:
-        account.clock.unfreeze()
-    return {"now": account.clock.now()}
-
-
-def _faults(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
-    if "event_delay" in body:
-        account.set_event_delay(float(body.pop("event_delay")))
-    account.faults.configure(**body)
-    return {
-        "event_delay": account.events.visibility_delay,
-        **_public(vars(account.faults)),
-        "injected": account.faults.injected(),
-    }
-
-
-def _rate_limits(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
-    account.rate_limits.configure(**body)
-    return {**account.rate_limits.settings(), "rejected": account.rate_limits.rejected()}
-
-
-def _ordering(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
-    if "same_second_order" in body:
-        account.set_same_second_order(body["same_second_order"])
-    return {"same_second_order": account.same_second_order}
-
-
-def _extra_fields(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
-    fields = body.get("fields") or {}
-    if not isinstance(fields, dict):
-        raise ValueError("fields must be a JSON object")
-    account.set_extra_fields(body["kind"], fields)
-    return {"extra_fields": account.extra_fields}
-
-
-def _public(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in settings.items() if not k.startswith("_")}
-
-
-def _keys(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
-    account.keys.set_access(body["key"], body["access"])
-    return {"ok": True}
-
-
-def _requests(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
-    return {"total": sum(account.requests.values()), "by_endpoint": dict(account.requests)}
-
-
-def _clear_requests(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
-    account.requests.clear()
-    return {"total": 0, "by_endpoint": {}}
-
-
-CONTROLS: tuple[tuple[str, str, Control], ...] = (
-    ("POST", "/_emulator/reset", _reset),
-    ("POST", "/_emulator/seed", _seed),
-    ("GET", "/_emulator/clock", lambda a, b, m: {"now": a.clock.now()}),
-    ("POST", "/_emulator/clock", _clock),
-    ("POST", "/_emulator/api_version", _api_version),
-    ("POST", "/_emulator/faults", _faults),
-    ("GET", "/_emulator/rate_limits", _rate_limits),
-    ("POST", "/_emulator/rate_limits", _rate_limits),
-    ("POST", "/_emulator/keys", _keys),
-    ("GET", "/_emulator/ordering", _ordering),
-    ("POST", "/_emulator/ordering", _ordering),
-    ("POST", "/_emulator/extra_fields", _extra_fields),
-    ("POST", "/_emulator/promotion_codes/{id}/redeem", lambda a, b, m: a.redeem(m["id"])),
-    ("GET", "/_emulator/requests", _requests),
-    ("DELETE", "/_emulator/requests", _clear_requests),
-    ("GET", "/_emulator/state/{kind}", lambda a, b, m: a.state(m["kind"])),
-)
-
-
-def make_control_handler(control: Control) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """Wrap a control: JSON body in, JSON out, errors as 400 with a message."""
-
-    async def handle(request: web.Request) -> web.Response:
-        try:
-            body = await request.json() if request.can_read_body else {}
-            if not isinstance(body, dict):
-                raise ValueError("the body must be a JSON object")
-            return json_response(control(request.app[ACCOUNT], body, dict(request.match_info)))
-        except StripeError as error:
-            return json_response(error.body(), error.status)
-        except (KeyError, TypeError, ValueError) as error:
-            return json_response({"error": {"message": str(error)}}, 400)
-
-    return handle
+async def serve_control(request: web.Request) -> web.Response:
+    """Any path under /_emulator: its row in `controls.CONTROLS`, else a 404/405 with a hint."""
+    try:
+        control, match = find(request.method, request.path)
+        text = await request.text() if request.can_read_body else ""
+        content_type = request.content_type if text else ""
+        body = parse_body(text, content_type, control, str(request.url.origin()))
+    except ControlError as error:
+        headers = {"Allow": ", ".join(error.allow)} if error.allow else None
+        return json_response(error.body(), error.status, headers)
+    status, answer = run_control(request.app[ACCOUNT], control, body, match)
+    return json_response(answer, status)
 
 
 def build_app(account: Account) -> web.Application:
@@ -286,8 +192,9 @@ def build_app(account: Account) -> web.Application:
     app[ACCOUNT] = account
     for endpoint in ENDPOINTS:
         app.router.add_route(endpoint.method, endpoint.path, make_api_handler(endpoint))
-    for method, path, control in CONTROLS:
-        app.router.add_route(method, path, make_control_handler(control))
+    # One route for every control: `find` reads the table, so a near miss gets a hint.
+    app.router.add_route("*", PREFIX, serve_control)
+    app.router.add_route("*", PREFIX + "/{tail:.*}", serve_control)
     app.router.add_route("*", "/v1", unrecognized)
     app.router.add_route("*", "/v1/{tail:.*}", unrecognized)
     return app

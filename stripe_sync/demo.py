@@ -7,6 +7,7 @@ the current-state tables, deleted rows included.
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from collections.abc import Callable
@@ -27,8 +28,8 @@ from .summary import summary
 DEMO_KEY = "sk_test_demoAccountKey0000"
 DEMO_PIPELINE = "stripe_demo"
 QUERIES = {
-    "coupons": "SELECT id, name, discount_type, amount_off_major, currency, status, is_deleted, "
-    "deleted_at FROM stripe.coupons ORDER BY is_deleted DESC, synced_at DESC LIMIT 5",
+    "coupons": "SELECT id, name, metadata, discount_type, amount_off_major, currency, status, "
+    "is_deleted, deleted_at FROM stripe.coupons ORDER BY is_deleted DESC, synced_at DESC LIMIT 5",
     "products": "SELECT id, name, active, status, is_deleted, deleted_at FROM stripe.products "
     "ORDER BY is_deleted DESC, synced_at DESC LIMIT 5",
     "promotion_codes": "SELECT code, coupon_id, active, times_redeemed, status, is_redeemable "
@@ -125,7 +126,12 @@ def make_changes(client: stripe.StripeClient, account: Any) -> list[str]:
             "new coupon WINTER15 (15% off) with promotion code WINTER15",
             lambda: new_coupon.update(
                 coupon=client.v1.coupons.create(
-                    params={"id": "WINTER15", "percent_off": 15, "duration": "once"}
+                    params={
+                        "id": "WINTER15",
+                        "name": "15% off",
+                        "percent_off": 15,
+                        "duration": "once",
+                    }
                 ),
                 code=client.v1.promotion_codes.create(
                     params={
@@ -154,5 +160,19 @@ def show_tables(pipeline: dlt.Pipeline, out: Console) -> None:
             for column in columns:
                 table.add_column(column)
             for row in rows:
-                table.add_row(*("" if v is None else str(v) for v in row))
+                table.add_row(
+                    *(cell(column, value) for column, value in zip(columns, row, strict=True))
+                )
             out.print(table)
+
+
+def cell(column: str, value: Any) -> str:
+    """A value as the demo's tables show it; `metadata` compactly as `key=value, ...`."""
+    if value is None:
+        return ""
+    if column == "metadata":
+        # DuckDB hands JSON back as text, PostgreSQL as a dict.
+        pairs = json.loads(value) if isinstance(value, str) else value
+        if isinstance(pairs, dict):
+            return ", ".join(f"{key}={item}" for key, item in sorted(pairs.items()))
+    return str(value)

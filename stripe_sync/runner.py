@@ -17,6 +17,7 @@ from dlt.common.pipeline import get_dlt_pipelines_dir
 from sources.stripe_promotions import RunStats, SyncRequest, stripe_source
 from transforms import TableChanges, run_transforms
 
+from .destination_state import reconcile
 from .errors import (
     RunError,
     RunInterrupted,
@@ -34,14 +35,19 @@ PIPELINE_NAME = "stripe_pipeline"
 DATASET_NAME = "stripe_raw"
 
 
-class _ExpectedHintNotice(logging.Filter):
-    """dlt warns that declared types (json, non-null id) differ from Arrow's: that is the point."""
+class _ExpectedNotices(logging.Filter):
+    """dlt warnings that say what the runner does on purpose: declared types (json, non-null
+    id) differ from Arrow's; the local state was last used with another destination (each run
+    makes the local state agree with its destination's first: destination_state.py)."""
+
+    EXPECTED = ("several column hints were different", "in state differs from destination")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "several column hints were different" not in record.getMessage()
+        message = record.getMessage()
+        return not any(expected in message for expected in self.EXPECTED)
 
 
-logging.getLogger("dlt").addFilter(_ExpectedHintNotice())
+EXPECTED_NOTICES = _ExpectedNotices()
 
 
 @dataclass
@@ -78,6 +84,7 @@ class RunResult:
 def make_pipeline(settings: Settings) -> dlt.Pipeline:
     """The dlt pipeline `stripe_pipeline` loading into dataset `stripe_raw`."""
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    logging.getLogger("dlt").addFilter(EXPECTED_NOTICES)  # once: the same filter object
     if settings.destination == "duckdb":
         apply_duckdb_defaults()
     if settings.destination == "duckdb" and Path(duckdb_path(settings)).stem == "stripe":
@@ -127,6 +134,9 @@ def run_sync(request: SyncRequest, settings: Settings | None = None) -> RunResul
             progress.shown(),
             one_run_at_a_time(settings, progress) as pipeline,
         ):
+            reconciled = reconcile(pipeline)
+            if reconciled:
+                notes.append(reconciled)
             resumed = finish_interrupted_run(pipeline, progress, notes)
             request = checked_request(pipeline, request)
             options = dict(settings.source_options)

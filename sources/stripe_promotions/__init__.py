@@ -170,6 +170,11 @@ def full_listing(
     @dlt.resource(name="full_listing", parallelized=True)
     def listing() -> Iterator[Any]:
         plan = plan_run(planner)
+        state = events_state()
+        if state.get("cursor") is None:
+            # A first run that lists everything (sync all): changes from its start on come
+            # through events, so the next incremental run reads them instead of missing them.
+            state["cursor"], state["seen"] = plan.now, []
         api = connect()
         relisted = [t for t in types if t.name in plan.relist]
         yield from interleaved(listed_in_full(api, t, start, plan, stats) for t in relisted)

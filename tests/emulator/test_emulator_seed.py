@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from decimal import Decimal
 from typing import Any
 
 import pytest
 import stripe
 
 from stripe_emulator import Account
+from stripe_emulator.seed import major_units
 from stripe_emulator.server import EmulatorServer
 from tests.emulator.emulator_support import OLD_VERSION, ids, plain
 
@@ -199,3 +201,29 @@ def test_100k_promotion_codes_list_correctly_with_a_created_filter(
     same_second = client.v1.promotion_codes.list(params={"created": second, "limit": 100}).data
     assert exact in ids(same_second)
     assert all(item.created == second for item in same_second)
+
+
+def test_amounts_are_written_in_major_units() -> None:
+    assert major_units(900, "eur") == "9 EUR"
+    assert major_units(1250, "usd") == "12.50 USD"
+    assert major_units(123450, "usd") == "1,234.50 USD"
+    assert major_units(4100, "jpy") == "4,100 JPY"
+    assert major_units(12345, "kwd") == "12.345 KWD"
+    assert major_units(12000, "KWD") == "12 KWD"
+
+
+@pytest.mark.parametrize("counts", [{"preset": "demo"}, {"promotion_codes": 2000}])
+def test_amount_coupons_are_named_in_major_units(counts: dict[str, Any]) -> None:
+    account = Account()
+    account.seed(**counts)
+    amounts = [c for c in account.state("coupon").values() if c["amount_off"] is not None]
+    assert {"jpy", "eur"} <= {c["currency"] for c in amounts}
+    for coupon in amounts:
+        # amount_off counts minor units: the seed's currencies are JPY (none) and 2-decimal ones.
+        per_major = 1 if coupon["currency"] == "jpy" else 100
+        number, currency, off = coupon["name"].split(" ")
+        assert (currency, off) == (coupon["currency"].upper(), "off"), coupon["name"]
+        assert Decimal(number.replace(",", "")) == Decimal(coupon["amount_off"]) / per_major, (
+            coupon["name"],
+            coupon["amount_off"],
+        )

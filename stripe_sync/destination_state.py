@@ -1,0 +1,108 @@
+"""The destination is the truth (invariant 6): local working state never outranks it.
+
+dlt keeps the pipeline's state (cursors, "raw tables created") in its local working folder and
+a copy in the destination, loaded with the data. A run checks both before it starts: when the
+destination holds none of this pipeline's state (a new DuckDB file, a file moved away, dropped
+schemas, another destination), the local state is dropped and the run loads everything; when
+the destination's state is older than the local one (restored from a backup), the run
+continues from the destination's. The dlt working folder then always describes the data the
+destination really holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import dlt
+from dlt.common.destination.exceptions import DestinationUndefinedEntity
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+STATE_TABLE = "_dlt_pipeline_state"
+# The local state's record of the destination it last agreed with (never synced to one).
+DESTINATION_KEY = "stripe_destination"
+
+
+def destination_state_version(pipeline: dlt.Pipeline) -> int | None:
+    """The newest state version this pipeline loaded into its dataset; None if there is none."""
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(STATE_TABLE)
+            rows = client.execute_sql(
+                f"SELECT MAX(version) FROM {table} WHERE pipeline_name = %s",
+                pipeline.pipeline_name,
+            )
+    except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
+        return None
+    version = rows[0][0] if rows else None
+    return None if version is None else int(version)
+
+
+def local_state_version(pipeline: dlt.Pipeline) -> int | None:
+    """The local state's version, if the local state has ever run the source; else None."""
+    state = pipeline.state
+    if not state.get("sources"):
+        return None
+    return int(state.get("_state_version", 0))
+
+
+def reconcile(pipeline: dlt.Pipeline) -> str | None:
+    """Make the local state agree with the destination's; a note for the user if it did not.
+
+    A run that was interrupted (pending load packages) is left alone when the destination has
+    this pipeline's state: its packages hold newer state on purpose, and are loaded first.
+    """
+    identity = destination_identity(pipeline)
+    try:
+        last = pipeline.get_local_state_val(DESTINATION_KEY)
+    except KeyError:
+        last = None
+    note = _reconciled(pipeline, switched=last not in (None, identity))
+    pipeline.set_local_state_val(DESTINATION_KEY, identity)
+    return note
+
+
+def _reconciled(pipeline: dlt.Pipeline, *, switched: bool) -> str | None:
+    local = local_state_version(pipeline)
+    remote = destination_state_version(pipeline)
+    where = destination_words(pipeline)
+    if remote is None:
+        if local is None:
+            return None
+        pipeline.drop()
+        return (
+            f"{where} has none of this pipeline's data (new, emptied, moved, or another "
+            "destination): loading everything again (a full load)."
+        )
+    if switched:
+        pipeline.drop()
+        pipeline.sync_destination()
+        return f"Switched to {where}: continuing from its own state."
+    if local is None or remote > local:
+        pipeline.sync_destination()  # another machine ran, or the local folder was deleted
+        return None
+    if remote < local and not pipeline.has_pending_data:
+        pipeline.drop()
+        pipeline.sync_destination()
+        return (
+            f"{where} holds older data than this machine last loaded (restored from a "
+            "backup?): continuing from the destination's own state, so nothing in between "
+            "is missed."
+        )
+    return None
+
+
+def destination_identity(pipeline: dlt.Pipeline) -> str:
+    """Which destination and dataset, as a hash (credentials print with passwords hidden, and
+    are hashed anyway: local state is no place for where a warehouse lives)."""
+    destination = pipeline.destination
+    kind = destination.destination_type if destination is not None else ""
+    credentials = str(pipeline.destination_client().config.credentials)
+    text = f"{kind}|{credentials}|{pipeline.dataset_name}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def destination_words(pipeline: dlt.Pipeline) -> str:
+    """The destination, as the notes name it."""
+    destination = pipeline.destination
+    name = destination.destination_name if destination is not None else "the destination"
+    return f"The destination ({name}, dataset {pipeline.dataset_name})"
