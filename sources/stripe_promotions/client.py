@@ -185,6 +185,10 @@ class StripeApi:
         self._cpu_mark: tuple[float, int] | None = None
         self._recent: deque[float] = deque(maxlen=64)  # the latest requests' round trips
         self._on_request = on_request
+        # The first request that failed for good: the run fails with it, so the requests of
+        # other threads stop too instead of retrying for nothing.
+        self.failed: StripeSourceError | None = None
+        self._stop = threading.Event()
 
     def __repr__(self) -> str:
         return f"StripeApi({self.api_base!r}, key={redact_key(self._key)})"
@@ -203,6 +207,8 @@ class StripeApi:
         attempt = 0
         while True:
             attempt += 1
+            if self.failed is not None:
+                raise type(self.failed)(str(self.failed))  # the same message, once
             self.budget.acquire(operation)
             self._count()
             sent = time.monotonic()
@@ -212,9 +218,9 @@ class StripeApi:
                 if failure.kind == "invalid" and failure.status == 404:
                     return None
                 if failure.kind not in RETRIED:
-                    raise self._refused(failure, what) from None
+                    raise self._fail(self._refused(failure, what)) from None
                 if attempt >= self._attempts_allowed(failure):
-                    raise self._exhausted(failure, what, attempt) from None
+                    raise self._fail(self._exhausted(failure, what, attempt)) from None
                 self._back_off(attempt, failure, operation)
                 continue
             self.budget.succeeded(operation)
@@ -292,7 +298,15 @@ class StripeApi:
             self.retries += 1
         if failure.kind == "rate_limit":
             self.budget.rate_limited(operation)
-        time.sleep(backoff_seconds(attempt))
+        self._stop.wait(backoff_seconds(attempt))
+
+    def _fail(self, error: StripeSourceError) -> StripeSourceError:
+        """Remember the run's first failure and wake every thread backing off."""
+        with self._lock:
+            if self.failed is None:
+                self.failed = error
+        self._stop.set()
+        return error
 
     def _refused(self, failure: _Failure, what: str) -> StripeSourceError:
         """An answer that retrying will not change."""
