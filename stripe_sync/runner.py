@@ -142,7 +142,7 @@ def run_sync(request: SyncRequest, settings: Settings | None = None) -> RunResul
             options = dict(settings.source_options)
             if settings.api_base:
                 options["api_base"] = settings.api_base
-            source = stripe_source(request=request, stats=stats, **options)
+            source = stripe_source(request=request, stats=stats, check_now=True, **options)
             with progress.step("extracting"):
                 pipeline.extract(source)
             with progress.step("normalizing"):

@@ -74,11 +74,13 @@ def stripe_source(
     max_attempts: int = MAX_ATTEMPTS,
     request: SyncRequest | None = None,
     stats: RunStats | None = None,
+    check_now: bool = False,
 ) -> list[DltResource]:
     """Stripe coupons, products and promotion codes; `request` picks the mode (incremental).
 
     The key comes from dlt's config (`[sources.stripe] api_key`, `SOURCES__STRIPE__API_KEY`)
-    or `STRIPE_API_KEY`.
+    or `STRIPE_API_KEY`. `check_now` checks the key and base URL when the source is built (the
+    runner does; an orchestrator that builds definitions where no key is set does not).
     """
     if request is None:
         request = SyncRequest(object_types=tuple(object_types or OBJECT_TYPES))
@@ -95,6 +97,8 @@ def stripe_source(
         ),
         stats,
     )
+    if check_now and request.mode in ("incremental", "full", "ids"):
+        connect()  # a missing or malformed key or base URL is reported before any work starts
     start = parse_start_date(start_date)
     types = [OBJECT_TYPES[name] for name in request.object_types]
     planner = Planner(connect, request, event_lag_seconds, types, stats)

@@ -167,6 +167,17 @@ def test_bad_input_gets_a_clear_message_and_nonzero_exit(
         assert key not in done.stdout + done.stderr
 
 
+@pytest.mark.parametrize(
+    ("key", "says"), [(None, "No Stripe API key"), ("sk_test_bad key", "malformed")]
+)
+def test_a_key_problem_is_reported_before_any_work_starts(
+    key: str | None, says: str, tmp_path: Path
+) -> None:
+    done = run("--api-base", "http://127.0.0.1:9", cwd=tmp_path, key=key)
+    assert done.returncode == 1 and says in done.stderr
+    assert "extracting" not in done.stderr  # no progress line for work that never started
+
+
 def test_unreachable_api_base_gives_up_after_three_attempts(tmp_path: Path) -> None:
     # The default max_attempts (8, about a minute of backoff) is for a Stripe that has answered.
     done = run("--api-base", f"http://127.0.0.1:{closed_port()}", cwd=tmp_path)
