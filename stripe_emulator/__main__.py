@@ -79,27 +79,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "its key's mode and the limit of its operation (method + path template, e.g.\n"
         "'GET /v1/promotion_codes/{id}'), each over any one-second window.",
     )
-    limits.add_argument(
-        "--live-rate-limit",
-        type=positive,
-        default=DEFAULTS["live"],
-        metavar="RPS",
-        help="account-wide requests per second with live keys (default: %(default)g)",
-    )
-    limits.add_argument(
-        "--test-rate-limit",
-        type=positive,
-        default=DEFAULTS["test"],
-        metavar="RPS",
-        help="account-wide requests per second with test keys (default: %(default)g)",
-    )
-    limits.add_argument(
-        "--operation-rate-limit",
-        type=positive,
-        default=DEFAULTS["operation"],
-        metavar="RPS",
-        help="requests per second of each operation, per key mode (default: %(default)g)",
-    )
+    for setting, meaning in (
+        ("live", "account-wide requests per second with live keys"),
+        ("test", "account-wide requests per second with test keys"),
+        ("operation", "requests per second of each operation, per key mode"),
+    ):
+        limits.add_argument(
+            f"--{setting}-rate-limit",
+            type=positive,
+            default=DEFAULTS[setting],
+            metavar="RPS",
+            help=f"{meaning} (default: %(default)g)",
+        )
     limits.add_argument(
         "--operation-rate-limit-override",
         type=override,

@@ -10,8 +10,10 @@ import json
 import queue
 import re
 import subprocess
+import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -31,6 +33,7 @@ SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "stripe"
 FormValue = str | int | float | bool
 
 
+ROOT = Path(__file__).resolve().parents[2]
 # The base URL the command prints on its first line.
 URL = re.compile(r"http://127\.0\.0\.1:(\d+)")
 
@@ -45,6 +48,28 @@ def first_line(process: subprocess.Popen[str], timeout: float = 30) -> str:
         return lines.get(timeout=timeout)
     except queue.Empty:
         raise AssertionError("the emulator printed nothing") from None
+
+
+@contextmanager
+def emulator_process(*args: str) -> Iterator[tuple[str, stripe.StripeClient]]:
+    """`python -m stripe_emulator --port 0 ARGS` as users start it: its first line (which
+    names its URL) and an SDK client for it; terminated after, and it must exit cleanly."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stripe_emulator", "--port", "0", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = first_line(process)
+        match = URL.search(line)
+        assert match, line
+        yield line, stripe.StripeClient(TEST_KEY, base_addresses={"api": match.group(0)})
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert process.returncode == 0
 
 
 def sdk(

@@ -8,32 +8,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import stripe
-
-from tests.emulator.emulator_support import TEST_KEY, URL, first_line, ids
+from tests.emulator.emulator_support import emulator_process, ids
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_serves_the_demo_seed_until_terminated() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stripe_emulator", "--port", "0", "--seed", "demo"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = first_line(process)
-        match = URL.search(line)
-        assert match, line
+    with emulator_process("--seed", "demo") as (line, client):
         counts = {
             kind: int(number)
             for number, kind in re.findall(r"(\d+) (coupons|products|promotion codes)", line)
         }
         assert set(counts) == {"coupons", "products", "promotion codes"}, line
         assert counts["promotion codes"] == 60 and min(counts.values()) > 0
-        client = stripe.StripeClient(TEST_KEY, base_addresses={"api": match.group(0)})
         listed = {
             "coupons": ids(client.v1.coupons.list(params={"limit": 100}).auto_paging_iter()),
             "products": ids(client.v1.products.list(params={"limit": 100}).auto_paging_iter()),
@@ -43,10 +30,6 @@ def test_serves_the_demo_seed_until_terminated() -> None:
         }
         assert {kind: len(found) for kind, found in listed.items()} == counts
         assert len(client.v1.events.list().data) > 0
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    assert process.returncode == 0
 
 
 def test_bad_seed_exits_non_zero_with_a_message() -> None:

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import functools
 import re
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,17 +18,15 @@ from stripe_emulator.rate_limits import DEFAULTS, RateLimits, key_mode
 from stripe_emulator.server import EmulatorServer
 from tests.emulator.emulator_support import (
     TEST_KEY,
-    URL,
     assert_stripe_error,
     control,
-    first_line,
+    emulator_process,
     raw,
     sdk,
     sdk_error_body,
 )
 
 LIVE_KEY = "sk_live_emulatorKey0123456789"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class HandClock:
@@ -360,21 +355,6 @@ def test_bad_rate_limit_flags_are_refused(
 
 
 def test_served_with_limits_from_the_command_line() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stripe_emulator", "--port", "0", "--test-rate-limit", "1"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = first_line(process)
-        match = URL.search(line)
-        assert match, line
+    with emulator_process("--test-rate-limit", "1") as (line, client):
         assert re.search(r"rate limits 100/s live, 1/s test, 25/s per operation", line), line
-        client = stripe.StripeClient(TEST_KEY, base_addresses={"api": match.group(0)})
         assert False in outcomes(client.v1.coupons.list, 5)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    assert process.returncode == 0
