@@ -45,7 +45,11 @@ class ObjectSync:
     def sync_batch(
         self, batch: str | Path | Sequence[Mapping[str, Any]], **settings: Any
     ) -> RunResult:
-        """Load objects (or saved webhook events) from a list or a JSON/JSONL file, all or none."""
+        """Load objects (or saved webhook events) from a list or a JSON/JSONL file, all or none.
+
+        An object needs only its `id`. One lacking some of its type's fields is a patch: the
+        fields it has replace the stored ones, the others keep their last observed values.
+        """
         items = read_batch_file(batch) if isinstance(batch, str | Path) else list(batch)
         checked = validate_batch(self.object_type, items)
         request = SyncRequest("batch", (self.object_type,), items=tuple(checked))

@@ -27,12 +27,13 @@ SELECT
             THEN CAST(c.amount_off AS DOUBLE) / 1000
         ELSE CAST(c.amount_off AS DOUBLE) / 100
     END AS amount_off_major,
+    -- Null while `valid` was never observed (a batch patch without it).
     CASE
         WHEN c.is_deleted THEN 'deleted'
         WHEN c.redeem_by <= c.synced_until THEN 'expired'
         WHEN c.max_redemptions IS NOT NULL AND c.times_redeemed >= c.max_redemptions
             THEN 'exhausted'
         WHEN c.valid THEN 'valid'
-        ELSE 'invalid'
+        WHEN NOT c.valid THEN 'invalid'
     END AS status
 FROM current_state AS c

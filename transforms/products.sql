@@ -6,9 +6,10 @@ SELECT
         CAST(to_timestamp(p.updated) AS TIMESTAMPTZ) AS updated
     ),
     'product' AS object,
+    -- Null while `active` was never observed (a batch patch without it).
     CASE
         WHEN p.is_deleted THEN 'deleted'
         WHEN p.active THEN 'active'
-        ELSE 'archived'
+        WHEN NOT p.active THEN 'archived'
     END AS status
 FROM current_state AS p

@@ -23,6 +23,8 @@ SELECT
         WHEN p.expires_at <= p.synced_until THEN 'expired'
         WHEN p.max_redemptions IS NOT NULL AND p.times_redeemed >= p.max_redemptions
             THEN 'exhausted'
+        -- Unknown while `active` or the coupon was never observed (a batch patch without them).
+        WHEN p.active IS NULL OR p.coupon_id IS NULL THEN NULL
         WHEN NOT COALESCE(c.valid, FALSE) THEN 'coupon_invalid'
         WHEN NOT p.active THEN 'deactivated'
         ELSE 'redeemable'

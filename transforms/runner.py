@@ -7,6 +7,7 @@ the destination. All tables are rebuilt in one transaction: a failure leaves the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ DLT_TYPES = {
     "binary": "BLOB",
     "time": "TIME",
 }
+# A raw object row's list of the fields it carries (a batch patch); NULL: it carries them all.
+PATCHED = "_patched_fields"
 # Columns a change in which does not count as an update in the summary.
 BOOKKEEPING = {"synced_at", "observed_via", "valid", "status", "is_expired", "is_redeemable"}
 
@@ -101,8 +104,16 @@ def build_sql(
     sql_dir: Path = HERE,
 ) -> exp.Query:
     """One current-state table's SELECT, stars expanded, tables renamed, for `dialect`."""
+    columns = schema[RAW][table]
+    rows = f"{RAW}.{table}"
+    if PATCHED not in columns:  # a raw table loaded before patches existed: every row complete
+        rows = f"(SELECT *, CAST(NULL AS TEXT) AS {PATCHED} FROM {rows}) AS {table}"
+        columns = {**columns, PATCHED: "TEXT"}
     shared = (sql_dir / "_current_state.sql").read_text()
-    shared = shared.replace("{object_type}", TABLES[table]).replace("{raw_table}", table)
+    shared = shared.replace(f"{RAW}.{{raw_table}}", rows).replace("{raw_table}", table)
+    shared = shared.replace("{object_type}", TABLES[table])
+    for placeholder, sql in field_lists(columns).items():
+        shared = shared.replace(placeholder, sql)
     text = shared + "\n" + (sql_dir / f"{table}.sql").read_text()
     tree = qualify(
         sqlglot.parse_one(text, read="duckdb"),
@@ -119,6 +130,27 @@ def build_sql(
             node.set("this", exp.to_identifier(names[node.name]))
     assert isinstance(tree, exp.Query)
     return tree
+
+
+def field_lists(columns: Iterable[str]) -> dict[str, str]:
+    """The per-field lists `_current_state.sql` leaves to the runner, from the raw table's
+    columns (fields Stripe adds included): each field from the newest observation carrying it."""
+    carriers, values = [], []
+    for name in columns:
+        if name == "id" or name.startswith("_"):  # the key, and the observation's own columns
+            values.append(f'"{name}"')
+            continue
+        carries = f"""{PATCHED} IS NULL OR STRPOS({PATCHED}, '"{name}"') > 0"""
+        carriers.append(
+            f"CAST(MIN(CASE WHEN {carries} THEN observation_rank END) OVER (PARTITION BY id) "
+            f'AS INT) AS "{name}__carrier"'
+        )
+        values.append(
+            f'NTH_VALUE("{name}", "{name}__carrier") OVER (PARTITION BY id '
+            f"ORDER BY observation_rank ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) "
+            f'AS "{name}"'
+        )
+    return {"{field_carriers}": ", ".join(carriers), "{field_values}": ", ".join(values)}
 
 
 def run_transforms(pipeline: dlt.Pipeline, sql_dir: Path = HERE) -> list[TableChanges]:

@@ -31,7 +31,7 @@ from .errors import (
 )
 from .interleave import interleaved
 from .observations import EventBatch, plain_table, table_hints, tombstone
-from .rows import Observation, object_table_hints, objects_table
+from .rows import Observation, object_table_hints, objects_table, patched_fields
 from .run import Connector, Plan, Planner, RunStats, SyncRequest, parse_start_date
 from .settings import (
     API_VERSION,
@@ -351,7 +351,11 @@ def retrieved(
 def batch(
     object_type: ObjectType, items: Sequence[Mapping[str, Any]], stats: RunStats
 ) -> DltResource:
-    """Objects or saved webhook events, checked first, then loaded whole or not at all."""
+    """Objects or saved webhook events, checked first, then loaded whole or not at all.
+
+    An object lacking some of its type's fields is a patch: its fields replace the stored
+    ones, the others keep their last observed values.
+    """
 
     @dlt.resource(name=f"{object_type.table}_batch")
     def load() -> Iterator[Any]:
@@ -377,8 +381,12 @@ def batch(
                 )
             else:
                 # A bare object counts as observed now; a product carries its own `updated`.
-                observed = int(item.get("updated") or now)
-                seen = Observation(observed, "batch", f"batch:{observed}", now_ms())
+                # A patch gets a slot of its own: in a shared one, a later patch would erase
+                # the fields of an earlier one.
+                observed, order = int(item.get("updated") or now), now_ms()
+                patched = patched_fields(object_type.name, item)
+                key = f"batch:{observed}" if patched is None else f"batch:{observed}:{order}"
+                seen = Observation(observed, "batch", key, order, patched_fields=patched)
                 chunks.append((seen, [item]))
         if chunks:
             yield routed(objects_table(object_type.name, chunks), object_type.table)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from .errors import StripeSourceError
+from .rows import BIGINT, BOOL, DOUBLE, ID_FIELDS, OBJECT_COLUMNS, TEXT
 from .settings import OBJECT_TYPES
 
 
@@ -63,36 +64,97 @@ def _problems(object_type: str, item: Any) -> list[str]:
     """What is wrong with one item (an object of `object_type`, or an event about one)."""
     if not isinstance(item, Mapping):
         return [f"is a {type(item).__name__}, not a JSON object"]
-    if item.get("object") == "event":
-        event_type = item.get("type")
-        obj = (
-            (item.get("data") or {}).get("object")
-            if isinstance(item.get("data"), Mapping)
-            else None
-        )
-        problems = []
-        if not isinstance(item.get("id"), str) or not item.get("id"):
-            problems.append("event has no string `id`")
-        if not isinstance(item.get("created"), int) or isinstance(item.get("created"), bool):
-            problems.append("event has no integer `created`")
-        if not isinstance(event_type, str) or not event_type.startswith(f"{object_type}."):
-            problems.append(f"event type {event_type!r} is not about a {object_type}")
-        if not isinstance(obj, Mapping):
-            problems.append("event has no `data.object`")
-        else:
-            problems += [f"data.object {p}" for p in _problems(object_type, obj)]
-        return problems
+    if item.get("object") != "event":
+        return _object_problems(object_type, item, whole=False)
+    event_type = item.get("type")
+    obj = (item.get("data") or {}).get("object") if isinstance(item.get("data"), Mapping) else None
     problems = []
-    if item.get("object") != object_type:
-        problems.append(f"`object` is {item.get('object')!r}, expected {object_type!r}")
     if not isinstance(item.get("id"), str) or not item.get("id"):
-        problems.append("has no string `id`")
-    if item.get("deleted") is True:
-        return problems
-    created = item.get("created")
-    if not isinstance(created, int) or isinstance(created, bool):
-        problems.append(f"`created` is {created!r}, expected an integer unix time")
+        problems.append("event has no string `id`")
+    if not _is_int(item.get("created")):
+        problems.append("event has no integer `created`")
+    if not isinstance(event_type, str) or not event_type.startswith(f"{object_type}."):
+        problems.append(f"event type {event_type!r} is not about a {object_type}")
+    if not isinstance(obj, Mapping):
+        problems.append("event has no `data.object`")
+    else:
+        # An event carries the whole object: its snapshot replaces every stored field.
+        problems += [f"data.object {p}" for p in _object_problems(object_type, obj, whole=True)]
     return problems
+
+
+# What a field's value must be, by its column's type (a JSON column takes any value).
+_EXPECTED: Final = {
+    TEXT: "a string",
+    BIGINT: "an integer",
+    DOUBLE: "a number",
+    BOOL: "true or false",
+}
+
+
+def _object_problems(object_type: str, obj: Mapping[str, Any], *, whole: bool) -> list[str]:
+    """What is wrong with an object: it needs an `id`; `object` and `created` only if `whole`
+    (a batch item may be a patch), and every field it has must fit its column."""
+    problems = []
+    if "id" not in obj:
+        problems.append("`id` is missing")
+    elif not isinstance(obj["id"], str) or not obj["id"]:
+        problems.append(f"`id` is {obj['id']!r}, expected a non-empty string")
+    if "object" not in obj and whole:
+        problems.append(f"`object` is missing, expected {object_type!r}")
+    elif "object" in obj and obj["object"] != object_type:
+        problems.append(f"`object` is {obj['object']!r}, expected {object_type!r}")
+    if obj.get("deleted") is True:
+        return problems
+    if "created" not in obj and whole:
+        problems.append("`created` is missing, expected an integer unix time")
+    elif "created" in obj and not _is_int(obj["created"]):
+        problems.append(f"`created` is {obj['created']!r}, expected an integer unix time")
+    columns = OBJECT_COLUMNS[object_type]
+    # (the field as the item names it, its column, its value)
+    fields = [(n, n, obj[n]) for n in sorted(columns.keys() - {"id", "created"}) if n in obj]
+    if object_type == "promotion_code":
+        for name in ("promotion", "restrictions"):
+            if obj.get(name) is not None and not isinstance(obj[name], Mapping):
+                problems.append(f"`{name}` is {obj[name]!r}, expected an object")
+        promotion, restrictions = obj.get("promotion"), obj.get("restrictions")
+        if "coupon" in obj:
+            fields.append(("coupon", "coupon_id", obj["coupon"]))
+        if isinstance(promotion, Mapping) and "coupon" in promotion:
+            fields.append(("promotion.coupon", "coupon_id", promotion["coupon"]))
+        if isinstance(restrictions, Mapping):
+            fields += [
+                (f"restrictions.{key}", f"restrictions_{key}", value)
+                for key, value in restrictions.items()
+                if f"restrictions_{key}" in columns
+            ]
+    for shown, column, value in fields:
+        if value is not None and not _fits(columns[column], column, value):
+            expected = "an id" if column in ID_FIELDS else _EXPECTED[columns[column]]
+            problems.append(f"`{shown}` is {value!r}, expected {expected} or null")
+    return problems
+
+
+def _fits(kind: str, name: str, value: Any) -> bool:
+    """Whether a field's (non-null) value fits its column."""
+    if name in ID_FIELDS:  # an id, or the object it names when Stripe expanded it
+        return isinstance(value, str) or (
+            isinstance(value, Mapping) and isinstance(value.get("id"), str)
+        )
+    if kind == TEXT:
+        return isinstance(value, str)
+    if kind == BIGINT:
+        return _is_int(value)
+    if kind == DOUBLE:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == BOOL:
+        return isinstance(value, bool)
+    return True
+
+
+def _is_int(value: Any) -> bool:
+    """An integer that is not a boolean (JSON's true is Python's 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _identity(item: Mapping[str, Any]) -> tuple[str, Any]:
@@ -133,8 +195,3 @@ def validate_batch(object_type: str, items: Iterable[Any]) -> list[Mapping[str, 
             f"{len(errors) + len(checked)}); nothing was loaded:\n" + "\n".join(errors)
         )
     return checked
-
-
-def batch_types(items: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Object types present in a batch (for messages)."""
-    return {str(i.get("object")) for i in items}

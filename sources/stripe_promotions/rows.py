@@ -36,6 +36,9 @@ OBSERVATION_COLUMNS: Final = {
     "_observation_key": TEXT,
     "_api_version": TEXT,  # the version that rendered the object
 }
+# Object rows only: the fields a batch item that lacks some carries (a patch), as a JSON array;
+# NULL for a complete object. The transforms take each field from its newest carrier.
+PATCHED_COLUMNS: Final = {"_patched_fields": TEXT}
 
 OBJECT_COLUMNS: Final[dict[str, dict[str, str]]] = {
     "coupon": {
@@ -111,6 +114,7 @@ class Observation:
     key: str
     order: int = 0
     api_version: str | None = None
+    patched_fields: tuple[str, ...] | None = None  # a patch's fields; None: a complete object
 
 
 def json_text(value: Any) -> str | None:
@@ -129,13 +133,20 @@ def _as_id(value: Any) -> Any:
 
 
 def observation_arrays(observations: Sequence[Observation]) -> dict[str, pa.Array]:
-    """The `_observed_*` columns for a table of rows."""
+    """The `_observed_*` and `_patched_fields` columns for a table of rows."""
     return {
         "_observed_at": pa.array([o.observed_at for o in observations], pa.int64()),
         "_observed_order": pa.array([o.order for o in observations], pa.int64()),
         "_observed_via": pa.array([o.via for o in observations], pa.string()),
         "_observation_key": pa.array([o.key for o in observations], pa.string()),
         "_api_version": pa.array([o.api_version for o in observations], pa.string()),
+        "_patched_fields": pa.array(
+            [
+                None if o.patched_fields is None else json_text(list(o.patched_fields))
+                for o in observations
+            ],
+            pa.string(),
+        ),
     }
 
 
@@ -158,7 +169,7 @@ def column_hints(columns: Mapping[str, str]) -> dict[str, TColumnSchema]:
 
 def object_table_hints(object_type: str) -> dict[str, TColumnSchema]:
     """Column hints for an object table: the object's fields and the observation columns."""
-    hints = column_hints({**OBJECT_COLUMNS[object_type], **OBSERVATION_COLUMNS})
+    hints = column_hints({**OBJECT_COLUMNS[object_type], **OBSERVATION_COLUMNS, **PATCHED_COLUMNS})
     hints["_observed_at"]["dedup_sort"] = "desc"
     return hints
 
@@ -203,6 +214,28 @@ def objects_table(object_type: str, pages: Sequence[tuple[Observation, Sequence[
         arrays[name] = pa.array(values, type=ARROW_TYPES[kind]) if kind else _inferred(values)
     arrays.update(observation_arrays([seen for seen, page in pages for _ in range(len(page))]))
     return pa.table(arrays)
+
+
+def carried_columns(object_type: str, obj: Mapping[str, Any]) -> set[str]:
+    """The columns of an object's row that the object gives a value, even null (`objects_table`
+    fills the others with null only because the object lacks them)."""
+    carried = set(obj) - DROPPED
+    if object_type == "promotion_code":
+        carried -= {"coupon_id", "promotion_type"}  # read from `coupon` or `promotion` only
+        if "coupon" in obj or "promotion" in obj:
+            carried |= {"coupon_id", "promotion_type"}
+        restrictions = obj.get("restrictions")
+        if isinstance(restrictions, Mapping):
+            carried |= {f"restrictions_{key}" for key in restrictions}
+    return carried
+
+
+def patched_fields(object_type: str, obj: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The fields an object carries if it lacks any declared one (a patch); None if complete."""
+    carried = carried_columns(object_type, obj)
+    if OBJECT_COLUMNS[object_type].keys() <= carried:
+        return None
+    return tuple(sorted(carried - {"id"}))
 
 
 def _top_level(objects: Sequence[Mapping[str, Any]], name: str, kind: str | None) -> list[Any]:

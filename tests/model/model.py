@@ -286,6 +286,15 @@ class StripeModel(RuleBasedStateMachine):
                 else []
             )
             items = [state[i] for i in chosen]
+            if data.draw(st.booleans()):
+                # Patches, as django-stripe's seeds send them: some of Stripe's fields only.
+                items = [
+                    {
+                        "id": obj["id"],
+                        **{k: obj[k] for k in data.draw(st.sets(st.sampled_from(sorted(obj))))},
+                    }
+                    for obj in items
+                ]
             for object_id in chosen:
                 self.soft_deleted.pop((kind, object_id), None)
         if items:
