@@ -13,10 +13,14 @@ from pathlib import Path
 import pytest
 import stripe
 
+from sources.stripe_promotions import RunStats
 from stripe_emulator.server import EmulatorServer
+from stripe_sync.progress import Progress
 from tests.support import TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
+# Small pages and few attempts: a listing makes many requests, and gives up soon under 500s.
+SMALL_PAGES_FEW_ATTEMPTS = {"SOURCES__STRIPE__PAGE_SIZE": "5", "SOURCES__STRIPE__MAX_ATTEMPTS": "5"}
 COMMAND = [sys.executable, str(ROOT / "pipelines" / "stripe_pipeline.py")]
 
 
@@ -254,6 +258,27 @@ def test_retries_exhausted_on_500s_names_the_id(
     )
     assert done.returncode == 1
     assert "'SUMMER'" in done.stderr and "500" in done.stderr
+
+
+def test_a_run_that_fails_mid_listing_stops_every_thread_without_dlts_warning(
+    stripe_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """One listing gives up: the others stop too, so dlt's thread pool shuts down cleanly."""
+    stripe_emulator.account.seed(promotion_codes=400, coupons=40, products=40)
+    stripe_emulator.account.faults.configure(error_rate=0.6)
+    done = run("--api-base", stripe_emulator.url, cwd=tmp_path, env=SMALL_PAGES_FEW_ATTEMPTS)
+    assert done.returncode == 1 and "Stripe kept failing (500)" in done.stderr
+    assert "lock indefinitely" not in done.stderr and "thread pool" not in done.stderr
+
+
+def test_the_progress_line_reads_well() -> None:
+    stats = RunStats()
+    stats.rows["products/list"] = 15
+    progress = Progress(stats, enabled=False)
+    progress.phase = "transforming"
+    line = progress.line().plain
+    assert line.startswith("transforming products 15")
+    assert "(0 requests," in line
 
 
 def test_bad_batch_file_names_every_bad_item(tmp_path: Path) -> None:
