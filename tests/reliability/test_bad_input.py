@@ -7,6 +7,7 @@ tests/pipeline/test_sync.py and tests/notebooks/test_notebooks.py.)
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import psycopg2
 import pytest
 
 from stripe_emulator.server import EmulatorServer
-from tests.reliability.harness import has_pending_data, main, warehouse_for
+from tests.reliability.harness import assert_converged, has_pending_data, main, warehouse_for
 
 PASSWORD_USER, RIGHT_PASSWORD, WRONG_PASSWORD = "reliability_pw", "rightPassw0rd", "wrongPassw0rd"
 
@@ -35,7 +36,22 @@ def password_user(postgres_socket: str) -> str:
             cursor.execute(f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{RIGHT_PASSWORD}'")
         cursor.execute("SELECT pg_reload_conf()")
     connection.close()
+    wait_until_passwords_are_asked(postgres_socket)
     return postgres_socket
+
+
+def wait_until_passwords_are_asked(socket_dir: str) -> None:
+    """The server reloads its rules in the background: until then the role gets in unasked."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            psycopg2.connect(
+                dbname="postgres", user=PASSWORD_USER, password=WRONG_PASSWORD, host=socket_dir
+            ).close()
+        except psycopg2.OperationalError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the server never started asking for the password")
 
 
 def closed_port() -> int:
@@ -140,11 +156,15 @@ def test_bad_duckdb_destination(
     assert main(["--api-base", stripe_emulator.url, "--quiet"]) == 1
     message = capfd.readouterr().err
     assert says in message and "DESTINATION__DUCKDB__CREDENTIALS=" in message, message
-    assert "the next run loads it before anything else" in message
-    # Pointed at a good file, the next run loads what this one extracted, and converges.
+    # Refused before anything was read from Stripe or extracted.
+    assert sum(stripe_emulator.account.requests.values()) == 0
+    assert not has_pending_data(warehouse_for(isolated, stripe_emulator.url))
+    # Pointed at a good file, the next run loads everything, and converges.
     monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(isolated / "good.duckdb"))
     assert main(["--api-base", stripe_emulator.url, "--quiet"]) == 0
-    assert "Finished loading what an interrupted run had left" in capfd.readouterr().out
+    good = warehouse_for(isolated, stripe_emulator.url)
+    good.settings.duckdb_file = str(isolated / "good.duckdb")
+    assert_converged(good, stripe_emulator.account)
 
 
 def test_a_lock_wait_that_is_not_seconds(

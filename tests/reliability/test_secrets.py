@@ -12,6 +12,7 @@ import gzip
 import json
 import pickle
 import random
+import signal
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,7 @@ def test_the_key_appears_nowhere(
     assert code == 0, printed
     outputs.append(printed)
 
-    # 3. Failures: the destination file cannot be opened (the load package stays behind).
+    # 3. Failures: the destination file cannot be opened (refused before any work).
     monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(isolated / "missing" / "x.duckdb"))
     code, printed = run_main([*url], capfd)
     assert code == 1 and "Cannot connect to the duckdb destination" in printed
@@ -149,6 +150,14 @@ def test_the_key_appears_nowhere(
     code, printed = run_main([*url], capfd)
     assert code == 1 and "refused the API key" in printed and "sk_test_…3210" in printed
     outputs.append(printed)
+
+    # ... and a run killed once it has extracted: its load package stays behind, to be searched.
+    account.keys.set_access(SECRET_KEY, "full")
+    Changes(stripe_emulator, random.Random(seed() + 1)).make(4)
+    killed = CommandRun([*url, "sync-all"], isolated, env)
+    assert killed.wait_for(("normalizing",)) == "normalizing"
+    killed.signal(signal.SIGKILL)
+    outputs.append(killed.finish().output)
 
     # 4. The key never reached the output, the logs, the files or the tables.
     assert "DEBUG" in outputs[0]  # the subprocess logged everything it could
