@@ -249,6 +249,7 @@ class StripeModel(RuleBasedStateMachine):
         known = sorted(self.state(kind)) + sorted(self.account.deleted_ids(kind))
         ids = data.draw(st.lists(st.sampled_from(known), max_size=3)) if known else []
         unknown = self.name("nope_")  # a typo: Stripe and the pipeline never knew it
+        seen = set(self.warehouse.current(TABLES[kind]))
         self.warehouse.run(SyncRequest("ids", (kind,), ids=(*ids, unknown)))
         for object_id in ids:
             self.soft_deleted.pop((kind, object_id), None)
@@ -258,8 +259,10 @@ class StripeModel(RuleBasedStateMachine):
         for object_id in ids:
             if object_id in state:
                 assert rows[object_id]["is_deleted"] is False
-            else:
+            elif object_id in seen:
                 assert rows[object_id]["is_deleted"] is True
+            else:  # deleted before the pipeline saw it: a 404 for it is no record (its event is)
+                assert object_id not in rows
 
     @precondition(lambda self: self.loaded)
     @rule(data=st.data(), kind=st.sampled_from(KINDS), replay_events=st.booleans())
