@@ -106,7 +106,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=TYPES,
         dest="types",
         metavar="T",
-        help=f"{TYPE_HELP} (repeatable; default: all three)",
+        help=f"{TYPE_HELP} (repeatable; default: sources.stripe.object_types, or all three)",
     )
     sync_ids = command(
         "sync-ids",
@@ -167,7 +167,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def request_for(args: argparse.Namespace) -> SyncRequest:
     """The run a subcommand asks for."""
     if args.command == "sync-all":
-        return SyncRequest("full", tuple(dict.fromkeys(args.types or TYPES)))
+        return SyncRequest("full", tuple(dict.fromkeys(args.types or ())))
     if args.command == "sync-ids":
         return SyncRequest("ids", (args.type,), ids=tuple(args.ids))
     if args.command == "sync-batch":

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from itertools import chain
 from typing import Any
 
@@ -82,8 +83,9 @@ def stripe_source(
     or `STRIPE_API_KEY`. `check_now` checks the key and base URL when the source is built (the
     runner does; an orchestrator that builds definitions where no key is set does not).
     """
-    if request is None:
-        request = SyncRequest(object_types=tuple(object_types or OBJECT_TYPES))
+    request = request or SyncRequest()
+    if not request.object_types:  # the configured types (`sources.stripe.object_types`)
+        request = replace(request, object_types=tuple(object_types or OBJECT_TYPES))
     stats = stats or RunStats()
     connect = Connector(
         lambda: StripeApi(

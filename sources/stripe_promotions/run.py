@@ -30,7 +30,8 @@ class SyncRequest:
     """What a run does: the incremental load (default) or one of the four verbs."""
 
     mode: Mode = "incremental"
-    object_types: tuple[str, ...] = tuple(OBJECT_TYPES)
+    # () for the incremental load and sync all: the configured `object_types` (default all)
+    object_types: tuple[str, ...] = ()
     ids: tuple[str, ...] = ()
     items: tuple[Mapping[str, Any], ...] = ()
     reason: str | None = None
@@ -44,6 +45,10 @@ class SyncRequest:
         if unknown:
             raise StripeSourceError(
                 f"Unknown object type {unknown[0]!r}: use one of {', '.join(OBJECT_TYPES)}."
+            )
+        if self.mode in ("ids", "batch", "soft_delete") and len(self.object_types) != 1:
+            raise StripeSourceError(
+                f"A {self.mode} run is for one object type, not {self.object_types}."
             )
 
 

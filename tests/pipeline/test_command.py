@@ -171,6 +171,24 @@ def test_bad_input_gets_a_clear_message_and_nonzero_exit(
         assert key not in done.stdout + done.stderr
 
 
+def test_the_configured_object_types_limit_a_run_and_a_sync_all(
+    seeded: EmulatorServer, tmp_path: Path
+) -> None:
+    """`sources.stripe.object_types` (SOURCES__STRIPE__OBJECT_TYPES) is what a run reads."""
+    only = {"SOURCES__STRIPE__OBJECT_TYPES": '["coupon", "product"]'}
+    for args in ([], ["sync-all"]):
+        seeded.account.requests.clear()
+        done = run("--api-base", seeded.url, "--quiet", *args, cwd=tmp_path, env=only)
+        assert done.returncode == 0, done.stderr
+        asked = set(seeded.account.requests)
+        assert "GET /v1/coupons" in asked and "GET /v1/products" in asked, asked
+        assert not any("promotion_codes" in operation for operation in asked), asked
+    loaded = run(
+        "query", "--csv", "SELECT COUNT(*) AS n FROM stripe_raw.promotion_codes", cwd=tmp_path
+    )
+    assert loaded.stdout.split() == ["n", "0"]
+
+
 @pytest.mark.parametrize(
     ("key", "says"), [(None, "No Stripe API key"), ("sk_test_bad key", "malformed")]
 )
