@@ -164,7 +164,7 @@ class StripeApi:
         if not 1 <= page_size <= 100:
             raise StripeSourceError(f"page_size must be between 1 and 100, not {page_size}")
         self.page_size = page_size
-        per_operation = min(self.rate, self.budget.operation_rate)
+        per_operation = self.budget.per_operation
         self.max_workers = max_workers or max(2, min(32, math.ceil(per_operation * 0.35)))
         headers = {"Authorization": f"Bearer {self._key}", "Stripe-Version": api_version}
         self._http = Transport(headers, REQUEST_TIMEOUT_SECONDS)
@@ -228,7 +228,6 @@ class StripeApi:
             self.latency = took if not self.latency else 0.8 * self.latency + 0.2 * took
             self._recent.append(took)
             return body, self._note_time(date)
-        raise AssertionError("unreachable")
 
     def _attempts_allowed(self, failure: _Failure) -> int:
         """Attempts worth making: few while nothing has ever answered (a wrong URL or a
@@ -374,7 +373,7 @@ class StripeApi:
             windows = [rest]
             while windows or running:
                 fetched = [window for window, _ in running.values()]
-                for window in self._share(windows, fetched, workers, path):
+                for window in self._share(windows, fetched, workers):
                     future = pool.submit(self._fetch, path, base, window)
                     running[future] = (window, window.low)
                 windows = []
@@ -442,9 +441,7 @@ class StripeApi:
         rest = Window(low, last, data[-1]["id"], same_second, density, window.open_bottom, True)
         return page, rest
 
-    def _share(
-        self, windows: list[Window], running: list[Window], workers: int, path: str
-    ) -> list[Window]:
+    def _share(self, windows: list[Window], running: list[Window], workers: int) -> list[Window]:
         """The windows to fetch next: `windows`, plus parts cut off big ones for idle workers.
 
         Enough windows keep the rate limit busy: this listing's rate (its operation's limit,
@@ -464,7 +461,7 @@ class StripeApi:
             return out
         size = self.page_size
         capacity = self._capacity()
-        share = min(self.budget.rate(f"GET {path}"), capacity / max(1, self._listings))
+        share = min(self.budget.per_operation, capacity / max(1, self._listings))
         # When the CPU is the bottleneck, answers wait for it and round trips look long: the
         # quickest recent one is closer to what the network takes.
         latency = self.latency if capacity >= self.rate else min(self._recent, default=0.0)

@@ -101,8 +101,9 @@ class RateBudget:
         self._operations: dict[str, OperationLimit] = {}
         self._lock = threading.Lock()
 
-    def rate(self, operation: str) -> float:
-        """Requests per second this operation may have on its own."""
+    @property
+    def per_operation(self) -> float:
+        """Requests per second any one operation may have: its own limit, within the account's."""
         return min(self.operation_rate, self.account.rate)
 
     def acquire(self, operation: str) -> None:

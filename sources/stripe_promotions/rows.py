@@ -216,23 +216,33 @@ def objects_table(object_type: str, pages: Sequence[tuple[Observation, Sequence[
     return pa.table(arrays)
 
 
-def carried_columns(object_type: str, obj: Mapping[str, Any]) -> set[str]:
-    """The columns of an object's row that the object gives a value, even null (`objects_table`
-    fills the others with null only because the object lacks them)."""
-    carried = set(obj) - DROPPED
-    if object_type == "promotion_code":
-        carried -= {"coupon_id", "promotion_type"}  # read from `coupon` or `promotion` only
+def carried_fields(object_type: str, obj: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    """The columns of an object's row that the object gives a value, even null, as (the field
+    as the object names it, its column, its value): a promotion code's `coupon` or `promotion`
+    gives `coupon_id` and `promotion_type`, its `restrictions.*` the `restrictions_*` columns.
+    (`objects_table` fills the other columns with null only because the object lacks them.)"""
+    code = object_type == "promotion_code"
+    derived = {"coupon_id", "promotion_type"} if code else set()
+    fields = [(n, n, v) for n, v in obj.items() if n not in DROPPED and n not in derived]
+    if code:
+        promotion, restrictions = obj.get("promotion"), obj.get("restrictions")
+        inner = promotion if isinstance(promotion, Mapping) else {}
+        if "coupon" in obj:
+            fields.append(("coupon", "coupon_id", obj["coupon"]))
+        if "promotion" in obj:
+            fields.append(("promotion.coupon", "coupon_id", inner.get("coupon")))
         if "coupon" in obj or "promotion" in obj:
-            carried |= {"coupon_id", "promotion_type"}
-        restrictions = obj.get("restrictions")
+            fields.append(("promotion.type", "promotion_type", inner.get("type")))
         if isinstance(restrictions, Mapping):
-            carried |= {f"restrictions_{key}" for key in restrictions}
-    return carried
+            fields += [
+                (f"restrictions.{k}", f"restrictions_{k}", v) for k, v in restrictions.items()
+            ]
+    return fields
 
 
 def patched_fields(object_type: str, obj: Mapping[str, Any]) -> tuple[str, ...] | None:
     """The fields an object carries if it lacks any declared one (a patch); None if complete."""
-    carried = carried_columns(object_type, obj)
+    carried = {column for _, column, _ in carried_fields(object_type, obj)}
     if OBJECT_COLUMNS[object_type].keys() <= carried:
         return None
     return tuple(sorted(carried - {"id"}))

@@ -148,8 +148,8 @@ def test_retrieves_count_against_their_own_operation(
 
 def test_the_limits_default_to_stripes_and_can_be_set() -> None:
     base = "http://127.0.0.1:12111"
-    assert StripeApi(TEST_KEY, base).budget.rate("GET /v1/coupons") == 25
+    assert StripeApi(TEST_KEY, base).budget.per_operation == 25
     live = StripeApi(LIVE_KEY, base)
-    assert live.rate == 100 and live.budget.rate("GET /v1/coupons") == 25
+    assert live.rate == 100 and live.budget.per_operation == 25
     tuned = StripeApi(LIVE_KEY, base, max_requests_per_second_per_operation=40)
-    assert tuned.budget.rate("GET /v1/coupons") == 40
+    assert tuned.budget.per_operation == 40
