@@ -74,21 +74,25 @@ def _reconciled(pipeline: dlt.Pipeline, *, switched: bool) -> str | None:
             "destination): loading everything again (a full load)."
         )
     if switched:
-        pipeline.drop()
-        pipeline.sync_destination()
+        follow_destination(pipeline)
         return f"Switched to {where}: continuing from its own state."
     if local is None or remote > local:
         pipeline.sync_destination()  # another machine ran, or the local folder was deleted
         return None
     if remote < local and not pipeline.has_pending_data:
-        pipeline.drop()
-        pipeline.sync_destination()
+        follow_destination(pipeline)
         return (
             f"{where} holds older data than this machine last loaded (restored from a "
             "backup?): continuing from the destination's own state, so nothing in between "
             "is missed."
         )
     return None
+
+
+def follow_destination(pipeline: dlt.Pipeline) -> None:
+    """Drop the local state and take the destination's (dlt restores only a newer one)."""
+    pipeline.drop()
+    pipeline.sync_destination()
 
 
 def destination_identity(pipeline: dlt.Pipeline) -> str:
