@@ -88,5 +88,5 @@ def test_a_transform_that_ignores_tombstones_is_caught(isolated: Path) -> None:
         run_state_machine_as_test(
             machine("duckdb", isolated, None, broken),
             # Finding one counterexample is the point: no shrinking, no example database.
-            settings=settings(RUN, max_examples=30, phases=[Phase.generate], database=None),
+            settings=settings(RUN, max_examples=100, phases=[Phase.generate], database=None),
         )
