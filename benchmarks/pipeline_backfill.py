@@ -114,10 +114,10 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
 
         sys.meta_path.insert(0, Blocked())
     started = time.monotonic()
-    import stripe_sync.runner as runner
-    from sources.stripe_promotions import client as stripe_client
-    from stripe_sync import Settings, SyncRequest, run_sync
-    from stripe_sync.progress import Progress
+    import stripe_promotions_pipeline.runner as runner
+    from stripe_promotions import client as stripe_client
+    from stripe_promotions_pipeline import Settings, SyncRequest, run_sync
+    from stripe_promotions_pipeline.progress import Progress
 
     imported = time.monotonic()
     phases: dict[str, list[float]] = {}
@@ -442,13 +442,13 @@ def main(argv: list[str] | None = None) -> int:
         "--duckdb-threads",
         type=int,
         help="DuckDB's threads (DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG); default: "
-        "the runner's (the cores the pipeline may use; stripe_sync/tuning.py)",
+        "the runner's (the cores the pipeline may use; stripe_promotions_pipeline/tuning.py)",
     )
     parser.add_argument(
         "--duckdb-memory-limit",
         metavar="SIZE",
         help="DuckDB's memory_limit (e.g. 1GB), the same way; default: the runner's "
-        "(stripe_sync/tuning.py)",
+        "(stripe_promotions_pipeline/tuning.py)",
     )
     parser.add_argument(
         "--arrow-memory-pool",

@@ -56,16 +56,17 @@ import requests  # noqa: E402
 import stripe  # noqa: E402
 import urllib3  # noqa: E402
 
-from sources.stripe_promotions.rows import Observation, objects_table  # noqa: E402
-from sources.stripe_promotions.settings import API_VERSION  # noqa: E402
-from sources.stripe_promotions.transport import Transport  # noqa: E402
+from stripe_promotions.observation import Observation, Rank  # noqa: E402
+from stripe_promotions.rows import objects_table  # noqa: E402
+from stripe_promotions.settings import API_VERSION  # noqa: E402
+from stripe_promotions.transport import Transport  # noqa: E402
 
 KEY = "sk_test_benchmarkKey0123456789"
 URL_LINE = re.compile(rb"http://127\.0\.0\.1:\d+")
 PATH = "/v1/promotion_codes"
 HEADERS = {"Authorization": f"Bearer {KEY}", "Stripe-Version": API_VERSION}
 
-SEEN = Observation(0, "list", "list", 0, API_VERSION)
+SEEN = Observation(0, Rank.READ, 0, "list", "list", API_VERSION)
 
 Fetch = Callable[[str | None], tuple[list[Any], bool]]
 

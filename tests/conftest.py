@@ -11,8 +11,8 @@ import pytest
 import stripe
 
 from stripe_emulator.server import EmulatorServer
-from stripe_sync import Settings
-from stripe_sync.tuning import DUCKDB_GLOBAL_CONFIG
+from stripe_promotions_pipeline import Settings
+from stripe_promotions_pipeline.tuning import DUCKDB_GLOBAL_CONFIG
 from tests.support import TEST_KEY, Warehouse, setup_client
 
 pytest_plugins = ["stripe_emulator.pytest_plugin"]

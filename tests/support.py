@@ -8,7 +8,7 @@ from typing import Any
 
 import stripe
 
-from stripe_sync import RunResult, Settings, SyncRequest, make_pipeline, run_sync
+from stripe_promotions_pipeline import RunResult, Settings, SyncRequest, make_pipeline, run_sync
 
 TEST_KEY = "sk_test_emulatorKey0123456789"
 

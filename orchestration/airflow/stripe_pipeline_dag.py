@@ -61,18 +61,19 @@ from airflow.sdk.exceptions import AirflowFailException
 from dlt.extract.source import DltSource
 from dlt.helpers.airflow_helper import PipelineTasksGroup
 
-from sources.stripe_promotions import (
+from stripe_promotions import (
     SyncRequest,
     stripe_source,
 )
-from stripe_sync import RunError, Settings, make_pipeline
-from stripe_sync.errors import explain, is_permanent
-from transforms import run_transforms
+from stripe_promotions_pipeline import RunError, Settings, make_pipeline
+from stripe_promotions_pipeline.errors import explain, is_permanent
+from stripe_promotions_pipeline.runner import OBJECT_TABLES
+from stripe_promotions_transforms import run_transforms
 
 DAG_ID = "stripe_pipeline"
 DESTINATION_ENV = "STRIPE_PIPELINE_DESTINATION"
 ONLY_TOML_FRAGMENTS = "PROVIDERS__AIRFLOW_SECRETS__ONLY_TOML_FRAGMENTS"
-SYNC_ALL = SyncRequest("full", ("coupon", "product", "promotion_code"))
+SYNC_ALL = SyncRequest("sync_all", ("coupon", "product", "promotion_code"))
 log = logging.getLogger(__name__)
 
 
@@ -125,7 +126,7 @@ def transform_current_state() -> dict[str, dict[str, int]]:
         # The load task's working folder is gone (and may have been on another worker):
         # take the schema and state from the destination.
         pipeline.sync_destination()
-        changes = run_transforms(pipeline)
+        changes = run_transforms(pipeline, OBJECT_TABLES)
     except Exception as error:
         raise RunError(explain_failure(error)) from error
     finally:

@@ -49,14 +49,14 @@ from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.common.schema import Schema
 from dlt.extract.source import DltSource
 
-from sources.stripe_promotions import (
+from stripe_promotions import (
     SyncRequest,
     stripe_source,
 )
-from stripe_sync import Settings, make_pipeline
-from stripe_sync.errors import explain, is_permanent
-from transforms import run_transforms
-from transforms.runner import TABLES
+from stripe_promotions_pipeline import Settings, make_pipeline
+from stripe_promotions_pipeline.errors import explain, is_permanent
+from stripe_promotions_pipeline.runner import OBJECT_TABLES
+from stripe_promotions_transforms import run_transforms
 
 DESTINATION_ENV = "STRIPE_PIPELINE_DESTINATION"
 POOL = "stripe_pipeline"
@@ -68,7 +68,7 @@ CURRENT_GROUP = "stripe"
 # Failures retrying cannot fix (a refused key, missing configuration) are not retried.
 RETRIES = dg.RetryPolicy(max_retries=3, delay=300, backoff=dg.Backoff.EXPONENTIAL)
 INCREMENTAL = SyncRequest()
-SYNC_ALL = SyncRequest("full", ("coupon", "product", "promotion_code"))
+SYNC_ALL = SyncRequest("sync_all", ("coupon", "product", "promotion_code"))
 
 
 @dataclass
@@ -188,7 +188,7 @@ def build_definitions() -> dg.Definitions:
                     f"(transforms/{table}.sql)."
                 ),
             )
-            for table in TABLES
+            for table in OBJECT_TABLES
         ],
         can_subset=False,
         pool=POOL,
@@ -199,7 +199,7 @@ def build_definitions() -> dg.Definitions:
             # Another process (or a fresh container) may have loaded: take the schema and state
             # of what is in the destination before reading it.
             pipeline.sync_destination()
-            changes = run_transforms(pipeline)
+            changes = run_transforms(pipeline, OBJECT_TABLES)
         except Exception as error:
             raise dg.Failure(description=explain_failure(error, pipeline, settings)) from error
         for change in changes:

@@ -50,11 +50,6 @@ from .transport import Transport, TransportError
 KEY_FORMAT = re.compile(r"^(sk|rk)_(test|live)_[0-9A-Za-z]+$")
 
 
-def now_ms() -> int:
-    """The local clock in milliseconds: orders observations made within one Stripe second."""
-    return time.time_ns() // 1_000_000
-
-
 def redact_key(key: str) -> str:
     """A key as safe to print: `sk_test_…wxyz`."""
     prefix = key[:8] if KEY_FORMAT.match(key) else ""
@@ -106,7 +101,8 @@ class Page:
     objects: list[dict[str, Any]]
     has_more: bool
     server_time: int
-    received_ms: int = field(default_factory=lambda: now_ms())
+    # When it arrived (local ns): orders reads within one second of Stripe's clock.
+    received_ns: int = field(default_factory=time.time_ns)
 
 
 @dataclass

@@ -8,13 +8,14 @@ Free-form maps and lists stay JSON text; fields Stripe adds later become new col
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, cast
 
 import orjson
 import pyarrow as pa
 from dlt.common.data_types.typing import TDataType
 from dlt.common.schema.typing import TColumnSchema
+
+from .observation import Observation
 
 TEXT, BIGINT, DOUBLE, BOOL, JSON = "text", "bigint", "double", "bool", "json"
 ARROW_TYPES: Final = {
@@ -25,20 +26,24 @@ ARROW_TYPES: Final = {
     JSON: pa.string(),
 }
 
-# How each row was observed; the transforms rank observations by (_observed_at, _observed_order).
+# How each row was observed (the ordering policy is in observation.py): the transforms rank
+# an object's rows by (_observed_at, _observed_rank, _observed_sequence), newest first.
 OBSERVATION_COLUMNS: Final = {
-    "_observed_at": BIGINT,  # Stripe's clock (Date header, or the event's `created`)
-    "_observed_order": BIGINT,  # ties within a second: later events rank higher
-    "_observed_via": TEXT,  # list | full_listing | retrieve | event | batch
-    # Which observation slot the row fills: one per object for each way of reading the present
-    # ("list", "full_listing", "retrieve"), and one per event or batch item. Each slot only
-    # ever receives newer observations, so a merge on (id, slot) never loses the newest.
-    "_observation_key": TEXT,
+    "_observed_at": BIGINT,  # Stripe's clock, in seconds
+    "_observed_rank": BIGINT,  # within a second: 1 read, 2 event, 3 deletion (observation.Rank)
+    "_observed_sequence": BIGINT,  # within a rank: the local clock in ns, or Stripe's event order
+    "_observed_via": TEXT,  # list | full_listing | retrieve | event | batch | not_found | manual
+    "_observation_key": TEXT,  # the slot the row fills (observation.Observation.key)
     "_api_version": TEXT,  # the version that rendered the object
+    # A partial observation's fields as a JSON array (a batch patch; [] for a tombstone);
+    # NULL for a complete object. The transforms take each field from its newest carrier.
+    "_patched_fields": TEXT,
+    # Whether this observation says the object is gone, since when, how we know, and why.
+    "_deleted": BOOL,
+    "_deleted_at": BIGINT,
+    "_deletion_source": TEXT,  # event | not_found | batch | manual
+    "_deletion_reason": TEXT,
 }
-# Object rows only: the fields a batch item that lacks some carries (a patch), as a JSON array;
-# NULL for a complete object. The transforms take each field from its newest carrier.
-PATCHED_COLUMNS: Final = {"_patched_fields": TEXT}
 
 OBJECT_COLUMNS: Final[dict[str, dict[str, str]]] = {
     "coupon": {
@@ -105,18 +110,6 @@ ID_FIELDS: Final = {"default_price", "tax_code", "customer", "coupon_id"}
 DROPPED: Final = {"object", "coupon", "promotion", "restrictions"}
 
 
-@dataclass(frozen=True)
-class Observation:
-    """When and how a batch of objects was observed."""
-
-    observed_at: int
-    via: str
-    key: str
-    order: int = 0
-    api_version: str | None = None
-    patched_fields: tuple[str, ...] | None = None  # a patch's fields; None: a complete object
-
-
 def json_text(value: Any) -> str | None:
     """JSON text for maps and lists, with sorted keys so equal values compare equal."""
     if value is None:
@@ -133,10 +126,12 @@ def _as_id(value: Any) -> Any:
 
 
 def observation_arrays(observations: Sequence[Observation]) -> dict[str, pa.Array]:
-    """The `_observed_*` and `_patched_fields` columns for a table of rows."""
+    """The bookkeeping columns (OBSERVATION_COLUMNS) for a table of rows."""
+    deletions = [o.deletion for o in observations]
     return {
         "_observed_at": pa.array([o.observed_at for o in observations], pa.int64()),
-        "_observed_order": pa.array([o.order for o in observations], pa.int64()),
+        "_observed_rank": pa.array([int(o.rank) for o in observations], pa.int64()),
+        "_observed_sequence": pa.array([o.sequence for o in observations], pa.int64()),
         "_observed_via": pa.array([o.via for o in observations], pa.string()),
         "_observation_key": pa.array([o.key for o in observations], pa.string()),
         "_api_version": pa.array([o.api_version for o in observations], pa.string()),
@@ -147,6 +142,10 @@ def observation_arrays(observations: Sequence[Observation]) -> dict[str, pa.Arra
             ],
             pa.string(),
         ),
+        "_deleted": pa.array([d is not None for d in deletions], pa.bool_()),
+        "_deleted_at": pa.array([d and d.at for d in deletions], pa.int64()),
+        "_deletion_source": pa.array([d and d.source for d in deletions], pa.string()),
+        "_deletion_reason": pa.array([d and d.reason for d in deletions], pa.string()),
     }
 
 
@@ -169,7 +168,7 @@ def column_hints(columns: Mapping[str, str]) -> dict[str, TColumnSchema]:
 
 def object_table_hints(object_type: str) -> dict[str, TColumnSchema]:
     """Column hints for an object table: the object's fields and the observation columns."""
-    hints = column_hints({**OBJECT_COLUMNS[object_type], **OBSERVATION_COLUMNS, **PATCHED_COLUMNS})
+    hints = column_hints({**OBJECT_COLUMNS[object_type], **OBSERVATION_COLUMNS})
     hints["_observed_at"]["dedup_sort"] = "desc"
     return hints
 

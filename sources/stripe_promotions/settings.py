@@ -15,11 +15,6 @@ STRIPE_EPOCH: Final = 1293840000
 # pages wait as Arrow (about 200 bytes a row), not as dicts: 20,000 took 0.1 s less per
 # backfill of 120,000 objects than 5,000, at the same peak memory (benchmarks/RESULTS.md).
 ROWS_PER_TABLE: Final = 20_000
-# Ties within one second of Stripe's clock: observations rank by the local clock in ms when
-# they arrived. Events rank above them all (a listing in that second may predate the change):
-# by the run that read them (its start in ms), then by position in Stripe's newest-first list;
-# objects that run reads again for fields events leave out rank just above its events.
-EVENT_POSITIONS: Final = 1_000_000
 
 # Stripe keeps events for 30 days; past (30 days - margin) the run lists everything instead.
 EVENT_RETENTION_SECONDS: Final = 30 * 24 * 3600
@@ -72,9 +67,3 @@ OBJECT_TYPES: Final = {
 EVENTS_PATH: Final = "/v1/events"
 # Stripe's `types[]` filter takes at most this many exact event names per request.
 MAX_EVENT_TYPES: Final = 20
-
-# Raw tables besides the object tables.
-EVENTS_TABLE: Final = "events"
-DELETIONS_TABLE: Final = "deletions"
-LISTINGS_TABLE: Final = "full_listings"
-RUNS_TABLE: Final = "sync_runs"

@@ -17,9 +17,9 @@ import stripe
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from sources.stripe_promotions import SyncRequest
 from stripe_emulator import Account
 from stripe_emulator.server import EmulatorServer
+from stripe_promotions import SyncRequest
 from tests.support import Warehouse, as_json, setup_client
 
 DAY = 24 * 3600
@@ -236,7 +236,7 @@ class StripeModel(RuleBasedStateMachine):
     @rule(kinds=st.sets(st.sampled_from(KINDS), min_size=1))
     def sync_all(self, kinds: set[str]) -> None:
         pending = self.invisible_changes()
-        self.warehouse.run(SyncRequest("full", tuple(sorted(kinds))))
+        self.warehouse.run(SyncRequest("sync_all", tuple(sorted(kinds))))
         self.clock_fresh = True
         for key in list(self.soft_deleted):
             if key[0] in kinds:
@@ -250,7 +250,7 @@ class StripeModel(RuleBasedStateMachine):
         ids = data.draw(st.lists(st.sampled_from(known), max_size=3)) if known else []
         unknown = self.name("nope_")  # a typo: Stripe and the pipeline never knew it
         seen = set(self.warehouse.current(TABLES[kind]))
-        self.warehouse.run(SyncRequest("ids", (kind,), ids=(*ids, unknown)))
+        self.warehouse.run(SyncRequest("sync_by_ids", (kind,), ids=(*ids, unknown)))
         for object_id in ids:
             self.soft_deleted.pop((kind, object_id), None)
         rows = self.warehouse.current(TABLES[kind])
@@ -301,7 +301,7 @@ class StripeModel(RuleBasedStateMachine):
             for object_id in chosen:
                 self.soft_deleted.pop((kind, object_id), None)
         if items:
-            self.warehouse.run(SyncRequest("batch", (kind,), items=tuple(items)))
+            self.warehouse.run(SyncRequest("sync_batch", (kind,), items=tuple(items)))
 
     @precondition(lambda self: self.clock_fresh)
     @rule(data=st.data(), kind=st.sampled_from(KINDS))

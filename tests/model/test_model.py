@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from stripe_sync import Settings
+from stripe_promotions_pipeline import Settings
 from tests.conftest import create_database
 from tests.model.model import StripeModel, profile
 from tests.support import Warehouse

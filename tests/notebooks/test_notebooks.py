@@ -28,8 +28,8 @@ from nbclient.exceptions import CellExecutionError
 
 from stripe_emulator import serve
 from stripe_emulator.server import EmulatorServer
-from stripe_sync import RunError, Settings, SyncRequest, run_sync
-from stripe_sync.demo import make_changes
+from stripe_promotions_pipeline import RunError, Settings, SyncRequest, run_sync
+from stripe_promotions_pipeline.demo import make_changes
 from tests.support import TEST_KEY, setup_client
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"

@@ -21,7 +21,7 @@ import pytest
 import stripe
 
 from stripe_emulator.server import EmulatorServer
-from stripe_sync import Settings
+from stripe_promotions_pipeline import Settings
 from tests.orchestration.checks import assert_matches_stripe
 from tests.support import TEST_KEY, Warehouse, as_json
 

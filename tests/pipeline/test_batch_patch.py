@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import stripe
 
-from sources.stripe_promotions import BatchError
-from sources.stripe_promotions.batch import validate_batch
-from sources.stripe_promotions.rows import patched_fields
 from stripe_emulator.server import EmulatorServer
-from stripe_sync import coupons, products
+from stripe_promotions import BatchError
+from stripe_promotions.batch import validate_batch
+from stripe_promotions.rows import patched_fields
+from stripe_promotions_pipeline import coupons, products
 from tests.pipeline.test_command import run
 from tests.pipeline.test_sync import _options, new_coupon
 from tests.support import Warehouse, as_json

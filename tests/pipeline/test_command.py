@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import stripe
 
-from sources.stripe_promotions import RunStats
 from stripe_emulator.server import EmulatorServer
-from stripe_sync.progress import Progress
+from stripe_promotions import RunStats
+from stripe_promotions_pipeline.progress import Progress
 from tests.support import TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sources.stripe_promotions import SyncRequest
 from stripe_emulator.server import EmulatorServer
+from stripe_promotions import SyncRequest
 from tests.conftest import create_database
 from tests.reliability.harness import Changes, assert_converged
 from tests.support import Warehouse
@@ -33,7 +33,7 @@ def empty(warehouse: Warehouse, moved_to: Path) -> None:
         warehouse.rows(f"DROP SCHEMA IF EXISTS {schema} CASCADE; SELECT 1 AS done")
 
 
-@pytest.mark.parametrize("then", [SyncRequest(), SyncRequest("full")], ids=["run", "sync-all"])
+@pytest.mark.parametrize("then", [SyncRequest(), SyncRequest("sync_all")], ids=["run", "sync-all"])
 def test_a_new_or_emptied_destination_gets_a_full_correct_load(
     warehouse: Warehouse,
     stripe_emulator: EmulatorServer,

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import stripe
 
-from sources.stripe_promotions.client import StripeApi
 from stripe_emulator.server import EmulatorServer
+from stripe_promotions.client import StripeApi
 from tests.support import TEST_KEY
 
 

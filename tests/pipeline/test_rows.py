@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sources.stripe_promotions import RunStats, observed_tables
-from sources.stripe_promotions.client import Page
-from sources.stripe_promotions.rows import Observation, objects_table
-from sources.stripe_promotions.settings import OBJECT_TYPES
+from stripe_promotions import RunStats
+from stripe_promotions.client import Page
+from stripe_promotions.observation import Observation, Rank
+from stripe_promotions.resources import observed_tables
+from stripe_promotions.rows import objects_table
+from stripe_promotions.settings import OBJECT_TYPES
 
-SEEN = Observation(1_700_000_100, "list", "list", 42, "2026-10-28.endive")
-LATER = Observation(1_700_000_200, "retrieve", "retrieve", 43, "2026-10-28.endive")
+SEEN = Observation(1_700_000_100, Rank.READ, 42, "list", "list", "2026-10-28.endive")
+LATER = Observation(1_700_000_200, Rank.READ, 43, "retrieve", "retrieve", "2026-10-28.endive")
 
 RESTRICTIONS = {
     "currency_options": {"usd": {"minimum_amount": 500}},
@@ -57,11 +59,9 @@ def test_both_promotion_code_shapes_give_the_same_row() -> None:
 
 def test_each_row_carries_its_chunks_observation() -> None:
     first, second = rows("promotion_code", [(SEEN, [OLD_SHAPE]), (LATER, [NEW_SHAPE])])
-    assert (first["_observed_at"], first["_observed_via"], first["_observed_order"]) == (
-        1_700_000_100,
-        "list",
-        42,
-    )
+    observed = ("_observed_at", "_observed_via", "_observed_rank", "_observed_sequence")
+    assert tuple(first[c] for c in observed) == (1_700_000_100, "list", 1, 42)
+    assert first["_deleted"] is False and first["_deletion_source"] is None
     assert (second["_observed_at"], second["_observation_key"]) == (1_700_000_200, "retrieve")
 
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 import stripe
+from stripe_promotions.plan import event_filters
 
-from sources.stripe_promotions import SyncRequest
-from sources.stripe_promotions.client import StripeApi
-from sources.stripe_promotions.run import event_filters
-from sources.stripe_promotions.settings import MAX_EVENT_TYPES, OBJECT_TYPES, ObjectType
 from stripe_emulator.server import EmulatorServer
+from stripe_promotions import SyncRequest
+from stripe_promotions.client import StripeApi
+from stripe_promotions.settings import MAX_EVENT_TYPES, OBJECT_TYPES, ObjectType
 from tests.support import TEST_KEY, Warehouse
 
 LIVE_KEY = "sk_live_emulatorKey0123456789"
@@ -141,7 +141,7 @@ def test_retrieves_count_against_their_own_operation(
     stripe_emulator.account.rate_limits.configure(operations={"GET /v1/coupons/{id}": 10})
     warehouse = with_source(duckdb_warehouse, max_requests_per_second_per_operation=10)
     ids = tuple(stripe_emulator.account.state("coupon"))
-    warehouse.run(SyncRequest(mode="ids", object_types=("coupon",), ids=ids))
+    warehouse.run(SyncRequest(mode="sync_by_ids", object_types=("coupon",), ids=ids))
     assert sum(stripe_emulator.account.rate_limits.rejected().values()) <= 2
     assert set(warehouse.current("coupons")) == set(ids)
 

@@ -11,13 +11,13 @@ import duckdb
 import pytest
 import stripe
 
-import stripe_sync.runner
-from sources.stripe_promotions import BatchError, SyncRequest
+import stripe_promotions_pipeline.runner
 from stripe_emulator import Account
 from stripe_emulator.server import EmulatorServer
-from stripe_sync import RunError
-from stripe_sync import coupons as coupon_verbs
-from stripe_sync.tuning import (
+from stripe_promotions import BatchError, SyncRequest
+from stripe_promotions_pipeline import RunError
+from stripe_promotions_pipeline import coupons as coupon_verbs
+from stripe_promotions_pipeline.tuning import (
     DUCKDB_GLOBAL_CONFIG,
     RUN_GC_THRESHOLDS,
     duckdb_settings,
@@ -183,7 +183,7 @@ def test_sync_all_flags_objects_no_longer_listed(
         new_coupon(client, name)
     warehouse.run()
     client.v1.coupons.delete("DROP")
-    result = warehouse.run(SyncRequest("full", ("coupon",)))
+    result = warehouse.run(SyncRequest("sync_all", ("coupon",)))
     coupons = warehouse.current("coupons")
     assert coupons["DROP"]["is_deleted"] is True
     assert coupons["DROP"]["deletion_source"] == "full_listing"
@@ -200,14 +200,14 @@ def test_sync_by_ids_refreshes_tombstones_deleted_ids_and_records_no_typo(
     warehouse.run()
     client.v1.coupons.update("LIVE", params={"name": "Renamed"})
     client.v1.coupons.delete("DEAD")
-    result = warehouse.run(SyncRequest("ids", ("coupon",), ids=("LIVE", "DEAD", "NEVER")))
+    result = warehouse.run(SyncRequest("sync_by_ids", ("coupon",), ids=("LIVE", "DEAD", "NEVER")))
     coupons = warehouse.current("coupons")
     assert coupons["LIVE"]["name"] == "Renamed"
     assert coupons["DEAD"]["is_deleted"] is True
     assert coupons["DEAD"]["deletion_source"] == "not_found"
     # An id neither Stripe nor the pipeline ever knew is a typo, not a deletion.
     assert "NEVER" not in coupons
-    assert not warehouse.rows("SELECT * FROM stripe_raw.deletions WHERE object_id = 'NEVER'")
+    assert not warehouse.rows("SELECT * FROM stripe_raw.coupons WHERE id = 'NEVER'")
     assert any("'NEVER'" in note and "nothing recorded" in note for note in result.notes)
 
 
@@ -382,13 +382,13 @@ def test_a_run_collects_cycles_rarely_and_restores_the_callers_gc_settings(
     duckdb_warehouse: Warehouse, stripe_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     during: list[tuple[int, ...]] = []
-    transform = stripe_sync.runner.transform
+    transform = stripe_promotions_pipeline.runner.transform
 
     def watched(*args: Any) -> Any:
         during.append(gc.get_threshold())
         return transform(*args)
 
-    monkeypatch.setattr(stripe_sync.runner, "transform", watched)
+    monkeypatch.setattr(stripe_promotions_pipeline.runner, "transform", watched)
     before = gc.get_threshold()
     try:
         gc.set_threshold(700, 10, 10)

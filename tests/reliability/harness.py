@@ -25,11 +25,11 @@ from typing import Any
 
 import stripe
 
-from sources.stripe_promotions.settings import EVENT_LAG_SECONDS
 from stripe_emulator import Account
 from stripe_emulator.errors import StripeError as EmulatorError
 from stripe_emulator.server import EmulatorServer
-from stripe_sync import Settings, make_pipeline
+from stripe_promotions.settings import EVENT_LAG_SECONDS
+from stripe_promotions_pipeline import Settings, make_pipeline
 from tests.model.model import KINDS, NEW_VERSION, TABLES, actual, expected
 from tests.support import TEST_KEY, Warehouse, setup_client
 
@@ -317,7 +317,6 @@ def assert_converged(warehouse: Warehouse, account: Account) -> dict[str, int]:
 RAW_KEYS = {
     **{TABLES[kind]: "id, _observation_key" for kind in KINDS},
     "events": "id",
-    "deletions": "object_type, object_id, _observation_key",
     "full_listings": "listing_id",
     "sync_runs": "run_id, resource",
 }

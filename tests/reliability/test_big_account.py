@@ -17,11 +17,11 @@ from typing import Any
 import dlt
 import pytest
 
-import stripe_sync.runner
-import stripe_sync.tuning
+import stripe_promotions_pipeline.runner
+import stripe_promotions_pipeline.tuning
 from stripe_emulator.server import EmulatorServer
-from stripe_sync import RunError
-from stripe_sync.tuning import DUCKDB_GLOBAL_CONFIG
+from stripe_promotions_pipeline import RunError
+from stripe_promotions_pipeline.tuning import DUCKDB_GLOBAL_CONFIG
 from tests.reliability.harness import assert_converged
 from tests.support import Warehouse
 
@@ -51,7 +51,7 @@ def backfill_and_quiet_runs(warehouse: Warehouse, account: EmulatorServer) -> No
 def test_a_machine_with_many_cores_loads_and_transforms(
     duckdb_warehouse: Warehouse, account: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stripe_sync.tuning, "usable_cores", lambda: MANY_CORES)
+    monkeypatch.setattr(stripe_promotions_pipeline.tuning, "usable_cores", lambda: MANY_CORES)
     backfill_and_quiet_runs(duckdb_warehouse, account)
     threads = duckdb_warehouse.rows("SELECT current_setting('threads') AS value")[0]["value"]
     assert threads == MANY_CORES
@@ -61,9 +61,9 @@ def test_a_step_that_outgrows_our_limit_runs_again_without_it(
     duckdb_warehouse: Warehouse, account: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Our limit too small for the work, as it is for any limit on a big enough account.
-    monkeypatch.setattr(stripe_sync.tuning, "duckdb_settings", lambda: dict(STARVED))
+    monkeypatch.setattr(stripe_promotions_pipeline.tuning, "duckdb_settings", lambda: dict(STARVED))
     configs: dict[str, list[dict[str, Any]]] = {"load": [], "transform": []}
-    load, transform = dlt.Pipeline.load, stripe_sync.runner.transform
+    load, transform = dlt.Pipeline.load, stripe_promotions_pipeline.runner.transform
 
     def watched(step: str, run: Any) -> Any:
         def watched_step(*args: Any, **kwargs: Any) -> Any:
@@ -73,7 +73,9 @@ def test_a_step_that_outgrows_our_limit_runs_again_without_it(
         return watched_step
 
     monkeypatch.setattr(dlt.Pipeline, "load", watched("load", load))
-    monkeypatch.setattr(stripe_sync.runner, "transform", watched("transform", transform))
+    monkeypatch.setattr(
+        stripe_promotions_pipeline.runner, "transform", watched("transform", transform)
+    )
     backfill_and_quiet_runs(duckdb_warehouse, account)
     # A step that ran out of memory under our limit ran once more under DuckDB's own (the
     # transforms do every time here; the backfill's load mostly), and only that step did.

@@ -19,8 +19,8 @@ import psycopg2
 import pytest
 
 from stripe_emulator.server import EmulatorServer
-from stripe_sync import RunError
-from stripe_sync.locking import RunLockedError, advisory_key
+from stripe_promotions_pipeline import RunError
+from stripe_promotions_pipeline.locking import RunLockedError, advisory_key
 from tests.conftest import create_database
 from tests.reliability.harness import (
     Changes,

@@ -17,7 +17,7 @@ import pytest
 
 from stripe_emulator.faults import Plan
 from stripe_emulator.server import EmulatorServer
-from stripe_sync import RunError, SyncRequest
+from stripe_promotions_pipeline import RunError, SyncRequest
 from tests.reliability.harness import (
     Changes,
     assert_converged,
@@ -80,7 +80,7 @@ def test_runs_converge_through_injected_faults(
                 account.rate_limits.configure(test=limit)
             account.requests.clear()
             try:  # an incremental run, then a full listing (many more requests)
-                results = [warehouse.run(), warehouse.run(SyncRequest("full"))]
+                results = [warehouse.run(), warehouse.run(SyncRequest("sync_all"))]
             finally:
                 got = Counter(account.faults.injected())
                 got["rate_limited"] += sum(account.rate_limits.rejected().values())

@@ -4,7 +4,7 @@
 `promotion_codes` offer the four verbs (sync_all, sync_by_ids, sync_batch, soft_delete).
 """
 
-from sources.stripe_promotions import SyncRequest
+from stripe_promotions import SyncRequest
 
 from .errors import RunError
 from .runner import RunResult, Settings, make_pipeline, run_sync, run_transforms_only

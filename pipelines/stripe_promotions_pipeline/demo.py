@@ -19,8 +19,8 @@ import stripe
 from rich.console import Console
 from rich.table import Table
 
-from sources.stripe_promotions import SyncRequest
 from stripe_emulator import serve
+from stripe_promotions import SyncRequest
 
 from .runner import Settings, make_pipeline, run_sync
 from .summary import summary

@@ -10,9 +10,9 @@ TRY_QUERY = (
 )
 MODES = {
     "incremental": "Incremental sync",
-    "full": "Sync all",
-    "ids": "Sync by ids",
-    "batch": "Sync batch",
+    "sync_all": "Sync all",
+    "sync_by_ids": "Sync by ids",
+    "sync_batch": "Sync batch",
     "soft_delete": "Soft delete",
 }
 

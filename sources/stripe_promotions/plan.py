@@ -1,13 +1,12 @@
-"""What one run shares across resources: the request, the plan (made lazily), the counts."""
+"""What a run is asked to do (`SyncRequest`) and what it will do (`Plan`, made once from Stripe's
+clock and the events cursor, by whichever resource asks first)."""
 
 from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
@@ -21,8 +20,9 @@ from .settings import (
     RETENTION_MARGIN_SECONDS,
     ObjectType,
 )
+from .stats import RunStats
 
-Mode = Literal["incremental", "full", "ids", "batch", "soft_delete"]
+Mode = Literal["incremental", "sync_all", "sync_by_ids", "sync_batch", "soft_delete"]
 
 
 @dataclass(frozen=True)
@@ -46,32 +46,13 @@ class SyncRequest:
             raise StripeSourceError(
                 f"Unknown object type {unknown[0]!r}: use one of {', '.join(OBJECT_TYPES)}."
             )
-        if self.mode in ("ids", "batch", "soft_delete") and len(self.object_types) != 1:
+        if (
+            self.mode in ("sync_by_ids", "sync_batch", "soft_delete")
+            and len(self.object_types) != 1
+        ):
             raise StripeSourceError(
                 f"A {self.mode} run is for one object type, not {self.object_types}."
             )
-
-
-@dataclass
-class RunStats:
-    """Counts a progress display and the end-of-run summary read (never the other way)."""
-
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    rows: Counter[str] = field(default_factory=Counter)  # "coupons/list" -> rows
-    changes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, action) events
-    notes: list[str] = field(default_factory=list)
-    api: StripeApi | None = None
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def requests(self) -> int:
-        """API requests made so far, retries included."""
-        return self.api.requests_made if self.api else 0
-
-    def note(self, message: str) -> None:
-        """Something the user should read in the output (e.g. a full re-listing)."""
-        if message not in self.notes:
-            self.notes.append(message)
 
 
 @dataclass(frozen=True)
@@ -80,7 +61,7 @@ class Plan:
 
     now: int  # Stripe's clock at the start of the run
     events_from: int | None  # re-read events created at or after this (None: first run)
-    relist: tuple[str, ...]  # object types to list in full (events past retention)
+    full_listing_types: tuple[str, ...]  # types to list in full (sync all; events past retention)
     first_events: tuple[Page, Window | None] | None = None  # the request that read the clock
     mode: str = "incremental"  # the run's mode, as asked
 
@@ -144,8 +125,8 @@ class Planner:
         else:
             found = api.get(EVENTS_PATH, {"limit": 1}, what="events")
             now, first = (found[1] if found else int(time.time())), None
-        if self.request.mode == "full":
-            return Plan(now, None, self.request.object_types, mode="full")
+        if self.request.mode == "sync_all":
+            return Plan(now, None, self.request.object_types, mode="sync_all")
         if cursor is None:
             return Plan(now, None, ())
         horizon = now - (EVENT_RETENTION_SECONDS - RETENTION_MARGIN_SECONDS)

@@ -131,7 +131,9 @@ def _read_holder(path: Path) -> dict[str, Any] | None:
 # -- PostgreSQL: an advisory lock held by a connection of its own for the whole run ---------------
 def advisory_key(pipeline_name: str, dataset_name: str) -> int:
     """A stable signed 64-bit key for `pg_try_advisory_lock`, from pipeline and dataset."""
-    digest = hashlib.sha256(f"stripe_sync:{pipeline_name}:{dataset_name}".encode()).digest()
+    digest = hashlib.sha256(
+        f"stripe_promotions_pipeline:{pipeline_name}:{dataset_name}".encode()
+    ).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -149,7 +151,7 @@ def destination_run_lock(
         return
     key = advisory_key(pipeline.pipeline_name, pipeline.dataset_name)
     note = holder_note()
-    name = f"stripe_sync pid {note['pid']} on {note['host']}"[:63]
+    name = f"stripe_promotions_pipeline pid {note['pid']} on {note['host']}"[:63]
     with pipeline.sql_client() as client:
         client.execute_sql("SELECT set_config('application_name', %s, false)", name)
         deadline = time.monotonic() + wait

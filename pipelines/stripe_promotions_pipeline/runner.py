@@ -14,8 +14,9 @@ from typing import Any
 import dlt
 from dlt.common.pipeline import get_dlt_pipelines_dir
 
-from sources.stripe_promotions import RunStats, SyncRequest, stripe_source
-from transforms import TableChanges, run_transforms
+from stripe_promotions import RunStats, SyncRequest, stripe_source
+from stripe_promotions.settings import OBJECT_TYPES
+from stripe_promotions_transforms import TableChanges, run_transforms
 
 from .destination_state import reconcile
 from .errors import (
@@ -33,6 +34,8 @@ from .tuning import apply_duckdb_defaults, rare_gc_pauses, with_memory_to_spare
 
 PIPELINE_NAME = "stripe_pipeline"
 DATASET_NAME = "stripe_raw"
+# Raw table → object type, in build order (promotion_codes reads stripe.coupons).
+OBJECT_TABLES = {t.table: t.name for t in OBJECT_TYPES.values()}
 
 
 class _ExpectedNotices(logging.Filter):
@@ -230,8 +233,8 @@ def has_pending_data(pipeline: dlt.Pipeline | None) -> bool:
 def transform(pipeline: dlt.Pipeline, settings: Settings) -> list[TableChanges]:
     """The SQL transforms, from the configured folder."""
     if settings.transforms_dir is None:
-        return run_transforms(pipeline)
-    return run_transforms(pipeline, settings.transforms_dir)
+        return run_transforms(pipeline, OBJECT_TABLES)
+    return run_transforms(pipeline, OBJECT_TABLES, settings.transforms_dir)
 
 
 def finish_interrupted_run(pipeline: dlt.Pipeline, progress: Progress, notes: list[str]) -> bool:

@@ -6,15 +6,61 @@ import os
 import re
 from typing import Any
 
-from dlt.common.configuration.exceptions import ConfigFieldMissingException, LookupTraces
+import duckdb
+import psycopg2
+import psycopg2.errors
+from dlt.common.configuration.exceptions import (
+    ConfigFieldMissingException,
+    InvalidNativeValue,
+    LookupTraces,
+)
+from dlt.common.configuration.specs.exceptions import InvalidConnectionString
 from dlt.common.destination.exceptions import UnknownDestinationModule
+from dlt.destinations.exceptions import DestinationConnectionError
+from dlt.load.exceptions import LoadClientJobFailed, LoadClientJobTerminalRetry
 
-from sources.stripe_promotions import StripeApiError, StripeSourceError, StripeUnreachableError
-from transforms import TransformError
+from stripe_promotions import StripeApiError, StripeSourceError, StripeUnreachableError
+from stripe_promotions_transforms import TransformError
 
 KEY_PATTERN = re.compile(r"\b(sk|rk)_(test|live)_[0-9A-Za-z]{4,}")
 # A password in a connection URL: postgresql://user:secret@host/...
 URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/:@\s]*:)[^@\s/]+@")
+
+# What stopped a run, recognised by class (never by class name: a renamed class fails the import,
+# not the recognition). tests/pipeline/test_errors_by_type.py builds one of each.
+# dlt gave up on a load job for good: with the package aborted, or pending to be aborted.
+TERMINAL_LOAD_FAILURES: tuple[type[BaseException], ...] = (
+    LoadClientJobFailed,
+    LoadClientJobTerminalRetry,
+)
+# Ctrl-C: Python's (dlt's SignalReceivedException is one), or DuckDB's when it cut a query short.
+INTERRUPTIONS: tuple[type[BaseException], ...] = (KeyboardInterrupt, duckdb.InterruptException)
+# The credentials do not parse: dlt's wrapper, and the connection-string error it wraps.
+UNPARSABLE_CREDENTIALS: tuple[type[BaseException], ...] = (
+    InvalidNativeValue,
+    InvalidConnectionString,
+)
+# The destination cannot be opened or reached.
+CONNECTION_FAILURES: tuple[type[BaseException], ...] = (
+    DestinationConnectionError,  # dlt could not open its client (wraps the driver's error)
+    duckdb.IOException,  # the DuckDB file cannot be opened, read or written (HTTP too)
+    duckdb.ConnectionException,  # a closed DuckDB (or MotherDuck) connection
+    # PostgreSQL's SQLSTATE class 08 and 53300, when the server says so in a session.
+    psycopg2.errors.ConnectionException,
+    psycopg2.errors.ConnectionDoesNotExist,
+    psycopg2.errors.ConnectionFailure,
+    psycopg2.errors.SqlclientUnableToEstablishSqlconnection,
+    psycopg2.errors.SqlserverRejectedEstablishmentOfSqlconnection,
+    psycopg2.errors.TooManyConnections,
+)
+# These exact classes, not their subclasses: psycopg2 raises the bare OperationalError when libpq
+# cannot connect (no SQLSTATE: wrong password, no such database, nothing listening) or the server
+# went away. Their subclasses are failures of a working connection (a deadlock, a statement
+# timeout, a full disk, a DuckDB transaction conflict): not connection failures.
+CONNECTION_REFUSALS: tuple[type[BaseException], ...] = (
+    psycopg2.OperationalError,
+    duckdb.OperationalError,
+)
 
 
 class RunError(Exception):
@@ -31,16 +77,24 @@ class RunInterrupted(KeyboardInterrupt):
 
 def is_terminal_load_failure(error: BaseException) -> bool:
     """Whether the destination refused a load job for good (dlt will not retry it)."""
-    names = {"LoadClientJobFailed", "LoadClientJobTerminalRetry"}
-    return any(type(cause).__name__ in names for cause in root_causes(error))
+    return any(isinstance(cause, TERMINAL_LOAD_FAILURES) for cause in root_causes(error))
 
 
 def was_interrupted(error: BaseException) -> bool:
     """Whether Ctrl-C stopped the run (dlt wraps it, or turns it into SignalReceivedException)."""
-    return any(
-        isinstance(cause, KeyboardInterrupt) or type(cause).__name__ == "InterruptException"
-        for cause in root_causes(error)
-    )
+    return any(isinstance(cause, INTERRUPTIONS) for cause in root_causes(error))
+
+
+def is_unparsable_credentials(cause: BaseException) -> bool:
+    """Whether this exception (not its causes: `explain` walks them) says the destination's
+    credentials are not a connection string dlt understands."""
+    return isinstance(cause, UNPARSABLE_CREDENTIALS)
+
+
+def is_connection_failure(cause: BaseException) -> bool:
+    """Whether this exception (not its causes: `explain` walks them) says the destination cannot
+    be opened or reached."""
+    return isinstance(cause, CONNECTION_FAILURES) or type(cause) in CONNECTION_REFUSALS
 
 
 def interruption(phase: str, *, pending: bool, pipeline: Any) -> RunInterrupted:
@@ -127,13 +181,12 @@ def explain(
                 f"{scrub(', '.join(missing_fields(cause)))}. {credentials_hint(destination)}"
             )
     for cause in causes:
-        name = type(cause).__name__
-        if name in ("InvalidConnectionString", "InvalidNativeValue"):
+        if is_unparsable_credentials(cause):
             return (
                 f"The {destination} credentials are not a connection string dlt understands. "
                 f"{credentials_hint(destination)}"
             )
-        if "connection" in name.lower() or name in ("OperationalError", "IOException"):
+        if is_connection_failure(cause):
             reason = scrub(first_line(causes[-1]))  # the database's words, not dlt's wrapping
             return (
                 f"Cannot connect to the {destination} destination: {reason.rstrip('.!')}"

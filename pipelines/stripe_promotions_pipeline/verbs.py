@@ -1,6 +1,6 @@
 """The four verbs of django-stripe style sync actions, per object type.
 
-    from stripe_sync import coupons
+    from stripe_promotions_pipeline import coupons
     coupons.sync_all()
     coupons.sync_by_ids(["SUMMER20"])
     coupons.sync_batch("coupons.jsonl")       # or a list of dicts (objects or webhook events)
@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sources.stripe_promotions import SyncRequest
-from sources.stripe_promotions.batch import read_batch_file, validate_batch
+from stripe_promotions import SyncRequest
+from stripe_promotions.batch import read_batch_file, validate_batch
 
 from .runner import RunResult, Settings, run_sync
 
@@ -32,7 +32,7 @@ class ObjectSync:
 
     def sync_all(self, **settings: Any) -> RunResult:
         """List every object; those no longer listed become soft-deleted."""
-        return run_sync(SyncRequest("full", (self.object_type,)), _settings(settings))
+        return run_sync(SyncRequest("sync_all", (self.object_type,)), _settings(settings))
 
     def sync_by_ids(self, ids: Iterable[str], **settings: Any) -> RunResult:
         """Retrieve these ids; one Stripe does not know becomes a deletion tombstone (unless the
@@ -40,7 +40,9 @@ class ObjectSync:
         wanted = tuple(ids)
         if not wanted:
             raise ValueError("sync_by_ids needs at least one id")
-        return run_sync(SyncRequest("ids", (self.object_type,), ids=wanted), _settings(settings))
+        return run_sync(
+            SyncRequest("sync_by_ids", (self.object_type,), ids=wanted), _settings(settings)
+        )
 
     def sync_batch(
         self, batch: str | Path | Sequence[Mapping[str, Any]], **settings: Any
@@ -52,7 +54,7 @@ class ObjectSync:
         """
         items = read_batch_file(batch) if isinstance(batch, str | Path) else list(batch)
         checked = validate_batch(self.object_type, items)
-        request = SyncRequest("batch", (self.object_type,), items=tuple(checked))
+        request = SyncRequest("sync_batch", (self.object_type,), items=tuple(checked))
         return run_sync(request, _settings(settings))
 
     def soft_delete(

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from sources.stripe_promotions import RunStats
+from stripe_promotions import RunStats
 
 
 class Progress:

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import dlt
 
-from sources.stripe_promotions import SyncRequest
-from sources.stripe_promotions.settings import OBJECT_TYPES
-from transforms.runner import SCHEMA
+from stripe_promotions import SyncRequest
+from stripe_promotions.settings import OBJECT_TYPES
+from stripe_promotions_transforms.runner import SCHEMA
 
 from .errors import RunError
 
@@ -38,7 +38,7 @@ def checked_request(pipeline: dlt.Pipeline, request: SyncRequest) -> SyncRequest
     Sync by ids records nothing for an unseen id Stripe does not know either; soft delete
     refuses unseen ids unless asked to `force` (before anything is loaded).
     """
-    if request.mode not in ("ids", "soft_delete") or not request.ids:
+    if request.mode not in ("sync_by_ids", "soft_delete") or not request.ids:
         return request
     object_type = request.object_types[0]
     unseen = tuple(
@@ -46,7 +46,7 @@ def checked_request(pipeline: dlt.Pipeline, request: SyncRequest) -> SyncRequest
         for i in dict.fromkeys(request.ids)
         if i not in seen_ids(pipeline, object_type, request.ids)
     )
-    if request.mode == "ids":
+    if request.mode == "sync_by_ids":
         return replace(request, unseen_ids=unseen)
     if unseen and not request.force:
         names = ", ".join(map(repr, unseen))

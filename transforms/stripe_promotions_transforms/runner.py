@@ -7,7 +7,7 @@ the destination. All tables are rebuilt in one transaction: a failure leaves the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +17,13 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.qualify import qualify
 
+from .migration import OutdatedRawData, forget_legacy_tables, migrate, needs_migration
+
 HERE = Path(__file__).parent
 SCHEMA = "stripe"
 RAW = "stripe_raw"  # the dataset name the SQL is written against
-# Build order: promotion_codes reads stripe.coupons.
-TABLES = {"coupons": "coupon", "products": "product", "promotion_codes": "promotion_code"}
-RAW_TABLES = (*TABLES, "deletions", "full_listings", "sync_runs")
+# The raw tables besides the object tables that the SQL reads.
+MARKER_TABLES = ("full_listings", "sync_runs")
 DIALECTS = {
     "duckdb": "duckdb",
     "motherduck": "duckdb",
@@ -43,8 +44,23 @@ DLT_TYPES = {
     "binary": "BLOB",
     "time": "TIME",
 }
-# A raw object row's list of the fields it carries (a batch patch); NULL: it carries them all.
+# A raw object row's list of the fields it carries (a batch patch, a tombstone); NULL: all.
 PATCHED = "_patched_fields"
+# The bookkeeping columns of an object row the SQL reads (docs/OBSERVATIONS.md); others that
+# start with `_` (dlt's, or ones earlier versions wrote) stay out of the current-state tables.
+OBSERVATION_COLUMNS = (
+    "_observed_at",
+    "_observed_rank",
+    "_observed_sequence",
+    "_observed_via",
+    "_observation_key",
+    "_api_version",
+    PATCHED,
+    "_deleted",
+    "_deleted_at",
+    "_deletion_source",
+    "_deletion_reason",
+)
 # Columns a change in which does not count as an update in the summary.
 BOOKKEEPING = {"synced_at", "observed_via", "valid", "status", "is_expired", "is_redeemable"}
 
@@ -76,10 +92,12 @@ def dialect_of(pipeline: dlt.Pipeline) -> str:
     return DIALECTS[name]
 
 
-def raw_schema(pipeline: dlt.Pipeline) -> dict[str, dict[str, str]]:
-    """Columns of the raw tables (without dlt's own `_dlt_*`), from the dlt schema."""
+def raw_schema(pipeline: dlt.Pipeline, object_tables: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Columns of the raw tables the SQL reads, from the dlt schema: an object table's fields
+    and OBSERVATION_COLUMNS (not dlt's `_dlt_*`, nor columns earlier versions wrote)."""
     tables: dict[str, Any] = pipeline.default_schema.tables if pipeline.default_schema_name else {}
-    missing = [t for t in RAW_TABLES if t not in tables]
+    raw_tables = (*object_tables, *MARKER_TABLES)
+    missing = [t for t in raw_tables if t not in tables]
     if missing:
         raise TransformError(
             f"The raw dataset has no {', '.join(missing)} yet: run a load first "
@@ -89,14 +107,17 @@ def raw_schema(pipeline: dlt.Pipeline) -> dict[str, dict[str, str]]:
         table: {
             name: DLT_TYPES.get(str(column.get("data_type")), "TEXT")
             for name, column in tables[table]["columns"].items()
-            if not name.startswith("_dlt_") and column.get("data_type")
+            if column.get("data_type")
+            and (not name.startswith("_") or table in MARKER_TABLES or name in OBSERVATION_COLUMNS)
+            and not name.startswith("_dlt_")
         }
-        for table in RAW_TABLES
+        for table in raw_tables
     }
 
 
 def build_sql(
     table: str,
+    object_type: str,
     schema: dict[str, Any],
     dialect: str,
     dataset: str,
@@ -105,13 +126,12 @@ def build_sql(
 ) -> exp.Query:
     """One current-state table's SELECT, stars expanded, tables renamed, for `dialect`."""
     columns = schema[RAW][table]
-    rows = f"{RAW}.{table}"
-    if PATCHED not in columns:  # a raw table loaded before patches existed: every row complete
-        rows = f"(SELECT *, CAST(NULL AS TEXT) AS {PATCHED} FROM {rows}) AS {table}"
-        columns = {**columns, PATCHED: "TEXT"}
+    # Only the columns the SQL knows: a column an earlier version wrote stays out.
+    listed = ", ".join(f'"{name}"' for name in columns)
+    rows = f"(SELECT {listed} FROM {RAW}.{table}) AS {table}"
     shared = (sql_dir / "_current_state.sql").read_text()
     shared = shared.replace(f"{RAW}.{{raw_table}}", rows).replace("{raw_table}", table)
-    shared = shared.replace("{object_type}", TABLES[table])
+    shared = shared.replace("{object_type}", object_type)
     for placeholder, sql in field_lists(columns).items():
         shared = shared.replace(placeholder, sql)
     text = shared + "\n" + (sql_dir / f"{table}.sql").read_text()
@@ -153,23 +173,37 @@ def field_lists(columns: Iterable[str]) -> dict[str, str]:
     return {"{field_carriers}": ", ".join(carriers), "{field_values}": ", ".join(values)}
 
 
-def run_transforms(pipeline: dlt.Pipeline, sql_dir: Path = HERE) -> list[TableChanges]:
-    """Rebuild stripe.coupons, stripe.products and stripe.promotion_codes; report changes.
+def run_transforms(
+    pipeline: dlt.Pipeline, object_tables: Mapping[str, str], sql_dir: Path = HERE
+) -> list[TableChanges]:
+    """Rebuild one current-state table per object table (raw table name → object type, in
+    build order: promotion_codes reads stripe.coupons); report what changed.
 
     `sql_dir` holds the SQL files (this folder by default; tests point it at altered copies).
+    A raw dataset of an earlier shape is migrated first, in the same transaction.
     """
     dialect = dialect_of(pipeline)
-    raw = raw_schema(pipeline)
+    raw = raw_schema(pipeline, object_tables)
     dataset = pipeline.dataset_name
     schema: dict[str, Any] = {RAW: raw}
-    staged = {table: f"{table}__building" for table in TABLES}
+    staged = {table: f"{table}__building" for table in object_tables}
     changes: list[TableChanges] = []
     with pipeline.sql_client() as client:
         client.execute_sql(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-        existing = _existing_tables(client, dialect)
+        existing = _existing_tables(client, SCHEMA)
+        migrating = needs_migration(client, dataset)
         with client.begin_transaction():
+            if migrating:
+                known = pipeline.default_schema.tables
+                columns = {t: set(known[t]["columns"]) for t in (*object_tables, *MARKER_TABLES)}
+                try:
+                    migrate(client, dataset, dict(object_tables), columns)
+                except OutdatedRawData as outdated:
+                    raise TransformError(str(outdated)) from None
             for table, building in staged.items():
-                tree = build_sql(table, schema, dialect, dataset, staged, sql_dir)
+                tree = build_sql(
+                    table, object_tables[table], schema, dialect, dataset, staged, sql_dir
+                )
                 schema.setdefault(SCHEMA, {})[table] = {c: "TEXT" for c in tree.named_selects}
                 client.execute_sql(f"DROP TABLE IF EXISTS {SCHEMA}.{building}")
                 client.execute_sql(
@@ -181,12 +215,14 @@ def run_transforms(pipeline: dlt.Pipeline, sql_dir: Path = HERE) -> list[TableCh
             for table, building in staged.items():
                 client.execute_sql(f"DROP TABLE IF EXISTS {SCHEMA}.{table}")
                 client.execute_sql(f"ALTER TABLE {SCHEMA}.{building} RENAME TO {table}")
+    if migrating:
+        forget_legacy_tables(pipeline)
     return changes
 
 
-def _existing_tables(client: Any, dialect: str) -> set[str]:
+def _existing_tables(client: Any, schema: str) -> set[str]:
     rows = client.execute_sql(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", SCHEMA
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", schema
     )
     return {str(row[0]) for row in rows or []}
 

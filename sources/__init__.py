@@ -1,1 +1,0 @@
-"""dlt sources (the layout of dlt's verified sources)."""

@@ -1,0 +1,95 @@
+"""The ordering policy: which of two observations of one object is newer.
+
+Every row of an object's raw table is one observation, and the transforms rank them by
+(`_observed_at`, `_observed_rank`, `_observed_sequence`), newest first:
+
+1. `_observed_at`: Stripe's clock in seconds (the Date header of the answer, an event's
+   `created`, Stripe's clock as the last run measured it for a manual soft delete).
+2. `_observed_rank`, a `Rank`, when two observations share a second.
+3. `_observed_sequence`, when they also share a rank: the local clock in nanoseconds when
+   the observation was made; events get consecutive numbers in Stripe's order, oldest first.
+
+docs/OBSERVATIONS.md says the same for analysts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class Rank(IntEnum):
+    """Within one second of Stripe's clock, which kind of observation is newer."""
+
+    # A list page, a retrieve, a batch object: it may predate a change made later in the
+    # same second, so anything else of that second outranks it.
+    READ = 1
+    # Stripe's record of a change (from /v1/events or a saved webhook), and the re-reads a
+    # run makes after its events for the fields events leave out (they saw those changes).
+    EVENT = 2
+    # A deletion learnt otherwise than from an event: Stripe answered 404, a batch said
+    # `deleted`, or someone soft-deleted by hand. It wins its second.
+    DELETION = 3
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What an observation says about the object being gone."""
+
+    at: int  # Stripe's second of the deletion (or when it was found gone)
+    source: str  # event | not_found | batch | manual
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """When and how a batch of objects was observed: every row it yields carries this."""
+
+    observed_at: int
+    rank: Rank
+    sequence: int
+    via: str  # list | full_listing | retrieve | event | batch | not_found | manual
+    # The observation slot the row fills (its raw table's key is id + slot): one per object
+    # for each way of reading the present ("list", "full_listing", "retrieve"), one per event,
+    # batch item or tombstone. A slot only ever receives newer observations.
+    key: str
+    api_version: str | None = None
+    # The fields a partial observation carries (a batch patch; () for a tombstone);
+    # None for a complete object. The transforms take each field from its newest carrier.
+    patched_fields: tuple[str, ...] | None = None
+    deletion: Deletion | None = None
+
+
+def sequence_now() -> int:
+    """A sequence number for an observation made now: the local clock in nanoseconds."""
+    return time.time_ns()
+
+
+def sequence_block(count: int) -> range:
+    """`count` consecutive sequence numbers starting now, for events in Stripe's order.
+
+    Take the block before reading the events: reading `count` events takes far longer than
+    `count` nanoseconds, so anything observed after them gets a higher number.
+    """
+    start = time.time_ns()
+    return range(start, start + count)
+
+
+def read(observed_at: int, sequence: int, via: str, api_version: str | None = None) -> Observation:
+    """A list page or a retrieve: the slot is the way of reading."""
+    return Observation(observed_at, Rank.READ, sequence, via, via, api_version)
+
+
+def tombstone(observed_at: int, sequence: int, via: str, deletion: Deletion) -> Observation:
+    """A deletion that carries no fields (404, batch `deleted`, manual): the object's fields
+    stay as last observed."""
+    return Observation(
+        observed_at,
+        Rank.DELETION,
+        sequence,
+        via,
+        f"deletion:{via}:{observed_at}",
+        patched_fields=(),
+        deletion=deletion,
+    )
