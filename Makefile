@@ -14,7 +14,7 @@ setup: $(ALL)
 $(CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[emulator]'
 	touch $(CORE)
 
 $(ALL): pyproject.toml

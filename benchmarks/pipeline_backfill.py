@@ -19,9 +19,9 @@ Three processes, so each is measured on its own:
 * the emulator, `python -m stripe_emulator --port 0 --seed N --coupons C --products P
   --latency-ms X` with Stripe's rate limits (or the ones asked for, or none) (its URL is read
   from its first line of output);
-* the pipeline: `run_sync(SyncRequest(), Settings(...))` (extract, normalize, load, transforms)
-  in a child process of its own, so its peak memory is that process's maximum resident set
-  (`getrusage`), and its CPU time is its own; more children then run again with nothing
+* the pipeline: `run_sync(SyncRequest(), PipelineConfig(...))` (extract, normalize, load,
+  transforms) in a child process of its own, so its peak memory is that process's maximum
+  resident set (`getrusage`), and its CPU time is its own; more children then run again with nothing
   changed in Stripe (the quiet runs, `--quiet-runs`, default 1);
 * this process, which starts both, reads the emulator's request and 429 counts
   (`GET /_emulator/requests`, `GET /_emulator/rate_limits`) and prints the table.
@@ -116,7 +116,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     import stripe_promotions_pipeline.runner as runner
     from stripe_promotions import client as stripe_client
-    from stripe_promotions_pipeline import Settings, SyncRequest, run_sync
+    from stripe_promotions_pipeline import PipelineConfig, SyncRequest, run_sync
     from stripe_promotions_pipeline.progress import Progress
 
     imported = time.monotonic()
@@ -169,7 +169,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
     began = time.monotonic()
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    settings = Settings(
+    settings = PipelineConfig(
         destination=config["destination"],
         api_base=config["api_base"],
         pipelines_dir=config["pipelines_dir"],

@@ -24,7 +24,7 @@ class Plan:
 
 @dataclass
 class Faults:
-    """Settings tests and benchmarks turn on; all off by default."""
+    """PipelineConfig tests and benchmarks turn on; all off by default."""
 
     latency_ms: float = 0.0
     latency_max_ms: float | None = None

@@ -32,7 +32,8 @@ PERCENTS = [5, 10, 12.5, 15, 20, 25, 25.5, 30, 33.3, 40, 50, 75, 100]
 CURRENCIES = ["usd", "usd", "usd", "eur", "eur", "gbp", "jpy", "jpy", "cad"]
 META_KEYS = ["campaign", "channel", "owner", "region", "sku", "category", "tier", "order_id"]
 # Minor units per major unit differ: Stripe's zero- and three-decimal currencies (the same
-# lists as transforms/coupons.sql's amount_off_major); every other currency has two decimals.
+# lists as amount_off_major in transforms/stripe_promotions_transforms/coupons.sql); every
+# other currency has two decimals.
 ZERO_DECIMAL = frozenset(
     {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv"}
     | {"xaf", "xof", "xpf"}

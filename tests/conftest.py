@@ -11,7 +11,7 @@ import pytest
 import stripe
 
 from stripe_emulator.server import EmulatorServer
-from stripe_promotions_pipeline import Settings
+from stripe_promotions_pipeline import PipelineConfig
 from stripe_promotions_pipeline.tuning import DUCKDB_GLOBAL_CONFIG
 from tests.support import TEST_KEY, Warehouse, setup_client
 
@@ -69,7 +69,7 @@ def warehouse(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Warehouse:
     """DuckDB (a file) and PostgreSQL (a real server): every test using this runs on both."""
-    settings = Settings(
+    settings = PipelineConfig(
         api_base=stripe_emulator.url,
         pipelines_dir=str(isolated / "pipelines"),
         progress=False,
@@ -88,7 +88,7 @@ def duckdb_warehouse(isolated: Path, stripe_emulator: EmulatorServer) -> Warehou
     """DuckDB only, for tests about the command and errors rather than the destination."""
     return Warehouse(
         "duckdb",
-        Settings(
+        PipelineConfig(
             api_base=stripe_emulator.url,
             pipelines_dir=str(isolated / "pipelines"),
             duckdb_file=str(isolated / "stripe_pipeline.duckdb"),

@@ -8,7 +8,13 @@ from typing import Any
 
 import stripe
 
-from stripe_promotions_pipeline import RunResult, Settings, SyncRequest, make_pipeline, run_sync
+from stripe_promotions_pipeline import (
+    PipelineConfig,
+    RunResult,
+    SyncRequest,
+    make_pipeline,
+    run_sync,
+)
 
 TEST_KEY = "sk_test_emulatorKey0123456789"
 
@@ -52,7 +58,7 @@ class Warehouse:
     """Where a test loads: the settings for runs, and reads of the resulting tables."""
 
     name: str
-    settings: Settings
+    settings: PipelineConfig
 
     def run(self, request: SyncRequest | None = None, **changes: Any) -> RunResult:
         """One pipeline run (and the transforms) with these settings."""

@@ -62,24 +62,16 @@ from dlt.extract.source import DltSource
 from dlt.helpers.airflow_helper import PipelineTasksGroup
 
 from stripe_promotions import (
-    SyncRequest,
     stripe_source,
 )
-from stripe_promotions_pipeline import RunError, Settings, make_pipeline
-from stripe_promotions_pipeline.errors import explain, is_permanent
-from stripe_promotions_pipeline.runner import OBJECT_TABLES
-from stripe_promotions_transforms import run_transforms
+from stripe_promotions_pipeline.config import SYNC_ALL, PipelineConfig, make_pipeline
+from stripe_promotions_pipeline.errors import RunError, is_permanent
+from stripe_promotions_pipeline.runner import build_current_state
+from stripe_promotions_pipeline.tuning import tuned_run
 
 DAG_ID = "stripe_pipeline"
-DESTINATION_ENV = "STRIPE_PIPELINE_DESTINATION"
 ONLY_TOML_FRAGMENTS = "PROVIDERS__AIRFLOW_SECRETS__ONLY_TOML_FRAGMENTS"
-SYNC_ALL = SyncRequest("sync_all", ("coupon", "product", "promotion_code"))
 log = logging.getLogger(__name__)
-
-
-def settings_from_env() -> Settings:
-    """Destination from STRIPE_PIPELINE_DESTINATION (default duckdb); the rest is dlt's config."""
-    return Settings(destination=os.environ.get(DESTINATION_ENV) or "duckdb", progress=False)
 
 
 def explained(run: Callable[[], None]) -> Callable[[], None]:
@@ -93,23 +85,15 @@ def explained(run: Callable[[], None]) -> Callable[[], None]:
 
     def run_explained() -> None:
         try:
-            run()
+            with tuned_run():
+                run()
         except Exception as error:
-            message = explain_failure(error)
+            message = PipelineConfig.from_env().explain(error)
             if is_permanent(error):  # retrying cannot fix it: fail without the retries
                 raise AirflowFailException(message) from error
             raise RunError(message) from error
 
     return run_explained
-
-
-def explain_failure(error: BaseException) -> str:
-    """The pipeline's own explanation of a failure, as the command prints it."""
-    settings = settings_from_env()
-    duckdb_file = None
-    if settings.destination == "duckdb":
-        duckdb_file = os.environ.get("DESTINATION__DUCKDB__CREDENTIALS") or "stripe_pipeline.duckdb"
-    return explain(error, destination=settings.destination, duckdb_file=duckdb_file)
 
 
 def build_source() -> DltSource:
@@ -121,14 +105,15 @@ def build_source() -> DltSource:
 
 def transform_current_state() -> dict[str, dict[str, int]]:
     """Rebuild the current-state tables from what is loaded; the counts go to XCom and the log."""
-    pipeline = make_pipeline(settings_from_env())
+    config = PipelineConfig.from_env()
+    pipeline = make_pipeline(config)
     try:
         # The load task's working folder is gone (and may have been on another worker):
         # take the schema and state from the destination.
         pipeline.sync_destination()
-        changes = run_transforms(pipeline, OBJECT_TABLES)
+        changes = build_current_state(pipeline, config)
     except Exception as error:
-        raise RunError(explain_failure(error)) from error
+        raise RunError(config.explain(error)) from error
     finally:
         shutil.rmtree(pipeline.working_dir, ignore_errors=True)
     summary = {
@@ -172,7 +157,7 @@ with DAG(
     # The group first: it points DLT_DATA_DIR at a fresh folder the pipeline must live in (and
     # reloads dlt's config providers, with the setting above).
     load = PipelineTasksGroup("load", use_data_folder=False, wipe_local_data=True)
-    pipeline = make_pipeline(settings_from_env())
+    pipeline = make_pipeline(PipelineConfig.from_env())
     for load_task in load.add_run(pipeline, build_source, decompose="none"):
         if not isinstance(load_task, PythonOperator):
             raise TypeError(f"dlt's helper made a {type(load_task).__name__}, not a PythonOperator")

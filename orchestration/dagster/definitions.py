@@ -36,7 +36,6 @@ All three ops use the concurrency pool `stripe_pipeline`: with a limit of 1
 the same dlt pipeline at once.
 """
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -53,12 +52,16 @@ from stripe_promotions import (
     SyncRequest,
     stripe_source,
 )
-from stripe_promotions_pipeline import Settings, make_pipeline
-from stripe_promotions_pipeline.errors import explain, is_permanent
-from stripe_promotions_pipeline.runner import OBJECT_TABLES
-from stripe_promotions_transforms import run_transforms
+from stripe_promotions_pipeline.config import (
+    OBJECT_TABLES,
+    SYNC_ALL,
+    PipelineConfig,
+    make_pipeline,
+)
+from stripe_promotions_pipeline.errors import is_permanent
+from stripe_promotions_pipeline.runner import build_current_state
+from stripe_promotions_pipeline.tuning import tuned_run
 
-DESTINATION_ENV = "STRIPE_PIPELINE_DESTINATION"
 POOL = "stripe_pipeline"
 RAW_GROUP = "stripe_raw"
 SYNC_ALL_GROUP = "stripe_raw_sync_all"
@@ -68,7 +71,6 @@ CURRENT_GROUP = "stripe"
 # Failures retrying cannot fix (a refused key, missing configuration) are not retried.
 RETRIES = dg.RetryPolicy(max_retries=3, delay=300, backoff=dg.Backoff.EXPONENTIAL)
 INCREMENTAL = SyncRequest()
-SYNC_ALL = SyncRequest("sync_all", ("coupon", "product", "promotion_code"))
 
 
 @dataclass
@@ -99,17 +101,12 @@ class StripeDltResource(DagsterDltResource):
         return super()._extract_table_schema_metadata(table_name, schema.clone())
 
 
-def settings_from_env() -> Settings:
-    """Destination from STRIPE_PIPELINE_DESTINATION (default duckdb); the rest is dlt's config."""
-    return Settings(destination=os.environ.get(DESTINATION_ENV) or "duckdb", progress=False)
-
-
 def load_raw(
     context: dg.AssetExecutionContext,
     dlt_resource: DagsterDltResource,
     request: SyncRequest,
     pipeline: dlt.Pipeline,
-    settings: Settings,
+    settings: PipelineConfig,
 ) -> Iterator[Any]:
     """Run the source for `request`, built now (a fresh plan per run), all resources at once."""
     if context.is_subset:
@@ -126,27 +123,18 @@ def load_raw(
     # key and base URL are read from the environment the run has.
     source: DltSource = stripe_source(request=request)
     try:
-        yield from dlt_resource.run(context=context, dlt_source=source, dlt_pipeline=pipeline)
+        with tuned_run():
+            yield from dlt_resource.run(context=context, dlt_source=source, dlt_pipeline=pipeline)
     except Exception as error:
         raise dg.Failure(
-            description=explain_failure(error, pipeline, settings),
+            description=settings.explain(error),
             allow_retries=not is_permanent(error),
         ) from error
 
 
-def explain_failure(error: BaseException, pipeline: dlt.Pipeline, settings: Settings) -> str:
-    """The pipeline's own one-line explanation (key scrubbed) for the Dagster UI."""
-    duckdb_file = None
-    if settings.destination == "duckdb":
-        duckdb_file = os.environ.get("DESTINATION__DUCKDB__CREDENTIALS") or (
-            f"{pipeline.pipeline_name}.duckdb"
-        )
-    return explain(error, destination=settings.destination, duckdb_file=duckdb_file)
-
-
 def build_definitions() -> dg.Definitions:
     """Assets, jobs and schedules, configured from the environment (see the module docstring)."""
-    settings = settings_from_env()
+    settings = PipelineConfig.from_env()
     pipeline = make_pipeline(settings)
     incremental_translator = StripeTranslator()
     sync_all_translator = StripeTranslator(key_prefix=(RAW_GROUP, "sync_all"), group=SYNC_ALL_GROUP)
@@ -199,9 +187,9 @@ def build_definitions() -> dg.Definitions:
             # Another process (or a fresh container) may have loaded: take the schema and state
             # of what is in the destination before reading it.
             pipeline.sync_destination()
-            changes = run_transforms(pipeline, OBJECT_TABLES)
+            changes = build_current_state(pipeline, settings)
         except Exception as error:
-            raise dg.Failure(description=explain_failure(error, pipeline, settings)) from error
+            raise dg.Failure(description=settings.explain(error)) from error
         for change in changes:
             context.log.info(
                 f"stripe.{change.table}: {change.rows} rows, {change.new} new, "

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from stripe_promotions import StripeSourceError, SyncRequest
 from stripe_promotions.batch import read_batch_file, validate_batch
 from stripe_promotions.settings import OBJECT_TYPES
 
+from .config import PipelineConfig
 from .errors import RunError, RunInterrupted
 from .query import print_query
-from .runner import Settings, run_sync, run_transforms_only
+from .runner import run_sync, run_transforms_only
 from .summary import TRY_QUERY, summary
-from .tuning import skip_airflow_secrets
 
 TYPES = tuple(OBJECT_TYPES)
 DESCRIPTION = """\
@@ -176,18 +176,27 @@ def request_for(args: argparse.Namespace) -> SyncRequest:
     return SyncRequest()
 
 
+def demo() -> Callable[[PipelineConfig], None]:
+    """The demo, which needs the emulator's dependencies (the `emulator` extra)."""
+    try:
+        from .demo import run_demo
+    except ImportError as missing:
+        raise RunError(
+            f"The demo needs the bundled emulator's dependencies ({missing.name} is missing): "
+            "pip install 'stripe-promotions-pipeline[emulator]'."
+        ) from None
+    return run_demo
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; print a summary, or a message saying what to fix."""
     args = parse_args(argv)
-    skip_airflow_secrets()
-    settings = Settings(
+    settings = PipelineConfig(
         destination=args.destination, api_base=args.api_base, progress=not args.quiet
     )
     try:
         if args.command == "demo":
-            from .demo import run_demo  # needs the emulator's extra dependencies
-
-            run_demo(settings)
+            demo()(settings)
         elif args.command == "transform":
             for table in run_transforms_only(settings):
                 print(

@@ -22,7 +22,8 @@ from rich.table import Table
 from stripe_emulator import serve
 from stripe_promotions import SyncRequest
 
-from .runner import Settings, make_pipeline, run_sync
+from .config import PipelineConfig, make_pipeline
+from .runner import run_sync
 from .summary import summary
 
 DEMO_KEY = "sk_test_demoAccountKey0000"
@@ -37,13 +38,13 @@ QUERIES = {
 }
 
 
-def run_demo(settings: Settings, console: Console | None = None) -> None:
+def run_demo(settings: PipelineConfig, console: Console | None = None) -> None:
     """Seed, load, change, load again, show."""
     # Not a terminal (a log, CI): wide enough for the tables instead of rich's 80 columns.
     out = console or Console(width=None if sys.stdout.isatty() else 132)
     with serve() as emulator:
         counts = emulator.account.seed(preset="demo")
-        demo = Settings(
+        demo = PipelineConfig(
             destination=settings.destination,
             api_base=emulator.url,
             pipeline_name=DEMO_PIPELINE,
@@ -74,7 +75,7 @@ def run_demo(settings: Settings, console: Console | None = None) -> None:
         show_tables(make_pipeline(demo), out)
 
 
-def fresh_start(settings: Settings) -> None:
+def fresh_start(settings: PipelineConfig) -> None:
     """Forget an earlier demo: its pipeline state and its DuckDB file."""
     pipeline = make_pipeline(settings)
     pipeline.drop()

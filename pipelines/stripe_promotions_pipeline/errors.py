@@ -20,9 +20,9 @@ from dlt.destinations.exceptions import DestinationConnectionError
 from dlt.load.exceptions import LoadClientJobFailed, LoadClientJobTerminalRetry
 
 from stripe_promotions import StripeApiError, StripeSourceError, StripeUnreachableError
+from stripe_promotions.credentials import KEY_IN_TEXT
 from stripe_promotions_transforms import TransformError
 
-KEY_PATTERN = re.compile(r"\b(sk|rk)_(test|live)_[0-9A-Za-z]{4,}")
 # A password in a connection URL: postgresql://user:secret@host/...
 URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/:@\s]*:)[^@\s/]+@")
 
@@ -268,7 +268,7 @@ def scrub(text: str) -> str:
         key = os.environ.get(name)
         if key and len(key) > 8:
             text = text.replace(key, key[:8] + "…")
-    text = KEY_PATTERN.sub(lambda m: m.group(0)[:8] + "…", text)
+    text = KEY_IN_TEXT.sub(lambda m: m.group(0)[:8] + "…", text)
     return URL_PASSWORD.sub(r"\1***@", text)
 
 

@@ -41,11 +41,8 @@ def checked_request(pipeline: dlt.Pipeline, request: SyncRequest) -> SyncRequest
     if request.mode not in ("sync_by_ids", "soft_delete") or not request.ids:
         return request
     object_type = request.object_types[0]
-    unseen = tuple(
-        i
-        for i in dict.fromkeys(request.ids)
-        if i not in seen_ids(pipeline, object_type, request.ids)
-    )
+    seen = seen_ids(pipeline, object_type, request.ids)
+    unseen = tuple(i for i in dict.fromkeys(request.ids) if i not in seen)
     if request.mode == "sync_by_ids":
         return replace(request, unseen_ids=unseen)
     if unseen and not request.force:

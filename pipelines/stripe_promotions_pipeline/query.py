@@ -9,11 +9,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from .config import PipelineConfig, make_pipeline
 from .errors import RunError
-from .runner import Settings, make_pipeline
 
 
-def run_query(settings: Settings, sql: str, limit: int) -> tuple[list[str], list[tuple[Any, ...]]]:
+def run_query(
+    settings: PipelineConfig, sql: str, limit: int
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     """The query's column names and up to `limit` rows, read where a run writes."""
     if limit < 1:
         raise RunError(f"--limit must be at least 1, not {limit}.")
@@ -28,7 +30,7 @@ def run_query(settings: Settings, sql: str, limit: int) -> tuple[list[str], list
         raise RunError(f"The query failed: {str(error).strip().splitlines()[0]}") from error
 
 
-def print_query(settings: Settings, sql: str, limit: int, *, as_csv: bool = False) -> None:
+def print_query(settings: PipelineConfig, sql: str, limit: int, *, as_csv: bool = False) -> None:
     """Print the query's rows as a table, or CSV for other programs (and say when there were
     more than `limit`, on stderr)."""
     names, rows = run_query(settings, sql, limit + 1)

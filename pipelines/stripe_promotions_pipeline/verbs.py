@@ -6,7 +6,7 @@
     coupons.sync_batch("coupons.jsonl")       # or a list of dicts (objects or webhook events)
     coupons.soft_delete("SUMMER20", reason="retired by finance")
 
-Each is a pipeline run followed by the transforms; keyword options go to `Settings`.
+Each is a pipeline run followed by the transforms; keyword options go to `PipelineConfig`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Any
 from stripe_promotions import SyncRequest
 from stripe_promotions.batch import read_batch_file, validate_batch
 
-from .runner import RunResult, Settings, run_sync
+from .config import PipelineConfig
+from .runner import RunResult, run_sync
 
 
 class ObjectSync:
@@ -78,8 +79,8 @@ class ObjectSync:
         return run_sync(request, _settings(settings))
 
 
-def _settings(options: Mapping[str, Any]) -> Settings:
-    return Settings(**{"progress": False, **options})
+def _settings(options: Mapping[str, Any]) -> PipelineConfig:
+    return PipelineConfig(**{"progress": False, **options})
 
 
 coupons = ObjectSync("coupon")

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from .client import Page, StripeApi, Window
+from .client import Page, StripeApi
 from .errors import StripeSourceError
+from .listing import Lister, Window
 from .settings import (
     EVENT_RETENTION_SECONDS,
     EVENTS_PATH,
@@ -74,6 +75,7 @@ class Connector:
         self._factory = factory
         self._stats = stats
         self._api: StripeApi | None = None
+        self._lister: Lister | None = None
         self._lock = threading.Lock()
 
     def __call__(self) -> StripeApi:
@@ -82,6 +84,14 @@ class Connector:
                 self._api = self._factory()
                 self._stats.api = self._api
             return self._api
+
+    def lister(self) -> Lister:
+        """The run's listings, over its client (they share its rate limits and CPU)."""
+        api = self()
+        with self._lock:
+            if self._lister is None:
+                self._lister = Lister(api)
+            return self._lister
 
 
 class Planner:
@@ -120,7 +130,8 @@ class Planner:
         if cursor is not None and self.request.mode == "incremental":
             # The first events page doubles as the clock reading: a quiet run costs 4 requests.
             events_from = max(0, int(cursor) - self.lag)
-            first = api.first_page(EVENTS_PATH, low=events_from, params=self.event_filters[0])
+            listings = self.connect.lister()
+            first = listings.first_page(EVENTS_PATH, low=events_from, params=self.event_filters[0])
             now = first[0].server_time
         else:
             found = api.get(EVENTS_PATH, {"limit": 1}, what="events")

@@ -25,6 +25,7 @@ from .batch import validate_batch
 from .client import Page, StripeApi
 from .events import EventBatch
 from .interleave import interleaved
+from .listing import Lister
 from .observation import (
     Deletion,
     Observation,
@@ -160,11 +161,10 @@ def new_objects(
         ),
     ) -> Iterator[pa.Table]:
         plan_run(planner)  # Stripe's clock is read before any listing starts
-        api = connect()
-        pages = api.list_pages(
+        pages = connect.lister().list_pages(
             object_type.path, low=created.start_value, params=list_params(object_type)
         )
-        yield from observed_tables(object_type, pages, "list", api.api_version, stats)
+        yield from observed_tables(object_type, pages, "list", connect().api_version, stats)
 
     return listing
 
@@ -183,21 +183,22 @@ def full_listing(
             # A first run that lists everything (sync all): changes from its start on come
             # through events, so the next incremental run reads them instead of missing them.
             state["cursor"], state["seen"] = plan.now, []
-        api = connect()
+        listings = connect.lister()
         relisted = [t for t in types if t.name in plan.full_listing_types]
-        yield from interleaved(listed_in_full(api, t, start, plan, stats) for t in relisted)
+        yield from interleaved(listed_in_full(listings, t, start, plan, stats) for t in relisted)
         yield run_marker("full_listing", plan, stats)
 
     return listing
 
 
 def listed_in_full(
-    api: StripeApi, object_type: ObjectType, start: int, plan: Plan, stats: RunStats
+    listings: Lister, object_type: ObjectType, start: int, plan: Plan, stats: RunStats
 ) -> Iterator[Any]:
     """Every object of one type, then the marker saying the listing is complete."""
+    api = listings.api
     started, started_sequence = api.server_time or plan.now, sequence_now()
     listed = 0
-    pages = api.list_pages(object_type.path, low=start, params=list_params(object_type))
+    pages = listings.list_pages(object_type.path, low=start, params=list_params(object_type))
     for table in observed_tables(object_type, pages, "full_listing", api.api_version, stats):
         listed += table.num_rows
         yield routed(table, object_type.table)
@@ -233,16 +234,16 @@ def events(connect: Connector, planner: Planner, lag: int, stats: RunStats) -> D
         unseen: list[Mapping[str, Any]] = []
         # Numbered before reading: anything observed after the events ranks above them.
         started = sequence_now()
-        api = connect()
+        listings = connect.lister()
         pages = chain(
-            api.list_pages(
+            listings.list_pages(
                 EVENTS_PATH,
                 params=planner.event_filters[0],
                 parallel=False,
                 first=plan.first_events,
             ),
             *(
-                api.list_pages(EVENTS_PATH, low=plan.events_from, params=more, parallel=False)
+                listings.list_pages(EVENTS_PATH, low=plan.events_from, params=more, parallel=False)
                 for more in planner.event_filters[1:]
             ),
         )

@@ -18,13 +18,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from stripe_promotions_pipeline import Settings
+from stripe_promotions_pipeline import PipelineConfig
 from tests.conftest import create_database
 from tests.model.model import StripeModel, profile
 from tests.support import Warehouse
 
 HERE = Path(__file__).parent
-SQL = HERE.parents[1] / "transforms"
+SQL = HERE.parents[1] / "transforms" / "stripe_promotions_transforms"
 
 
 def machine(destination: str, root: Path, pg_socket: str | None, sql: Path | None) -> type:
@@ -33,7 +33,7 @@ def machine(destination: str, root: Path, pg_socket: str | None, sql: Path | Non
 
     def make_warehouse(api_base: str) -> Warehouse:
         folder = root / f"example{next(numbers)}"
-        base = Settings(
+        base = PipelineConfig(
             api_base=api_base,
             pipelines_dir=str(folder / "pipelines"),
             progress=False,
@@ -44,9 +44,12 @@ def machine(destination: str, root: Path, pg_socket: str | None, sql: Path | Non
             credentials = create_database(pg_socket)
 
             os.environ["DESTINATION__POSTGRES__CREDENTIALS"] = credentials
-            return Warehouse("postgres", Settings(**{**vars(base), "destination": "postgres"}))
+            return Warehouse(
+                "postgres", PipelineConfig(**{**vars(base), "destination": "postgres"})
+            )
         return Warehouse(
-            "duckdb", Settings(**{**vars(base), "duckdb_file": str(folder / "warehouse.duckdb")})
+            "duckdb",
+            PipelineConfig(**{**vars(base), "duckdb_file": str(folder / "warehouse.duckdb")}),
         )
 
     return type(
@@ -79,7 +82,7 @@ def test_a_transform_that_ignores_tombstones_is_caught(isolated: Path) -> None:
     shared = broken / "_current_state.sql"
     text = shared.read_text()
     sabotaged = text.replace(
-        "v.tombstone_wins OR v.missing_from_listing AS is_deleted",
+        "v.observed_deleted OR v.missing_from_listing AS is_deleted",
         "v.missing_from_listing AS is_deleted",
     )
     assert sabotaged != text

@@ -28,7 +28,7 @@ from nbclient.exceptions import CellExecutionError
 
 from stripe_emulator import serve
 from stripe_emulator.server import EmulatorServer
-from stripe_promotions_pipeline import RunError, Settings, SyncRequest, run_sync
+from stripe_promotions_pipeline import PipelineConfig, RunError, SyncRequest, run_sync
 from stripe_promotions_pipeline.demo import make_changes
 from tests.support import TEST_KEY, setup_client
 
@@ -54,7 +54,7 @@ class Loaded:
     """A DuckDB file the real pipeline loaded from the emulator, and what it holds."""
 
     emulator: EmulatorServer
-    settings: Settings
+    settings: PipelineConfig
     database: Path
     deleted: dict[str, str]  # id -> object type, every row with is_deleted
 
@@ -76,7 +76,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
             patch.delenv(name, raising=False)
         emulator.account.seed(preset="demo")
         database = folder / "stripe_pipeline.duckdb"
-        settings = Settings(
+        settings = PipelineConfig(
             api_base=emulator.url,
             pipelines_dir=str(folder / "pipelines"),
             duckdb_file=str(database),

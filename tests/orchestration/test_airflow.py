@@ -21,7 +21,7 @@ import pytest
 import stripe
 
 from stripe_emulator.server import EmulatorServer
-from stripe_promotions_pipeline import Settings
+from stripe_promotions_pipeline import PipelineConfig
 from tests.orchestration.checks import assert_matches_stripe
 from tests.support import TEST_KEY, Warehouse, as_json
 
@@ -108,7 +108,7 @@ def warehouse(isolated: Path) -> Warehouse:
     """Reads of the DuckDB file the DAG loads, through a pipeline of their own."""
     return Warehouse(
         "duckdb",
-        Settings(
+        PipelineConfig(
             duckdb_file=str(isolated / "warehouse.duckdb"),
             pipelines_dir=str(isolated / "reader"),
             progress=False,

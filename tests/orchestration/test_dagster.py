@@ -23,7 +23,7 @@ import stripe
 
 from orchestration.dagster.definitions import build_definitions
 from stripe_emulator.server import EmulatorServer
-from stripe_promotions_pipeline import Settings
+from stripe_promotions_pipeline import PipelineConfig
 from tests.orchestration.checks import assert_matches_stripe
 from tests.support import TEST_KEY, Warehouse, as_json
 
@@ -51,7 +51,7 @@ def deployment(
     # Reads go through a pipeline of their own, not the one the definitions run.
     return Warehouse(
         "duckdb",
-        Settings(
+        PipelineConfig(
             duckdb_file=str(duckdb_file), pipelines_dir=str(isolated / "reader"), progress=False
         ),
     )

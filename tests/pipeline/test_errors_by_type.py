@@ -1,4 +1,4 @@
-"""stripe_promotions_pipeline.errors recognises dlt's and the drivers' failures by class, not by class name.
+"""errors.py recognises dlt's and the drivers' failures by class, not by class name.
 
 Each test imports a recognised class from where errors.py imports it (a class dlt, DuckDB or
 psycopg2 renames or moves fails here, at import or attribute lookup), builds one the way the

@@ -1,6 +1,6 @@
 """Parallel listings over HTTP: every object exactly once, whatever the windows, 429s or deletions.
 
-These drive the connector's client (`StripeApi.list_pages`) directly against the emulator,
+These drive the connector's listings (`Lister.list_pages`) directly against the emulator,
 with small pages so that one listing is cut into many windows fetched by many threads.
 """
 
@@ -14,6 +14,7 @@ import stripe
 
 from stripe_emulator.server import EmulatorServer
 from stripe_promotions.client import StripeApi
+from stripe_promotions.listing import Lister
 from tests.support import TEST_KEY
 
 
@@ -28,7 +29,8 @@ def api(emulator: EmulatorServer, **options: Any) -> StripeApi:
 
 def listed(client: StripeApi, path: str) -> Counter[str]:
     """How many times the listing yielded each id."""
-    return Counter(obj["id"] for page in client.list_pages(path) for obj in page.objects)
+    pages = Lister(client).list_pages(path)
+    return Counter(obj["id"] for page in pages for obj in page.objects)
 
 
 def test_a_year_of_codes_cut_into_windows_comes_back_exactly_once(
@@ -100,13 +102,14 @@ def test_a_cursor_deleted_while_listing_restarts_its_window_without_duplicates(
     stripe_emulator.account.seed(coupons=600)
     before = set(stripe_emulator.account.state("coupon"))
     connector = api(stripe_emulator)
-    first = connector.first_page("/v1/coupons")
+    listings = Lister(connector)
+    first = listings.first_page("/v1/coupons")
     cursor = first[0].objects[-1]["id"]  # where the rest of the listing starts after
     client.v1.coupons.delete(cursor)  # Stripe now answers 404 for starting_after=cursor
     doomed = sorted(before - {cursor})[::3]
     for coupon_id in doomed:
         client.v1.coupons.delete(coupon_id)
-    pages = connector.list_pages("/v1/coupons", first=first)
+    pages = listings.list_pages("/v1/coupons", first=first)
     ids = Counter(obj["id"] for page in pages for obj in page.objects)
     assert max(ids.values()) == 1
     listed_first = {obj["id"] for obj in first[0].objects}  # before anything was deleted

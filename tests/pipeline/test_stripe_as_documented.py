@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 import stripe
-from stripe_promotions.plan import event_filters
 
 from stripe_emulator.server import EmulatorServer
 from stripe_promotions import SyncRequest
 from stripe_promotions.client import StripeApi
+from stripe_promotions.plan import event_filters
 from stripe_promotions.settings import MAX_EVENT_TYPES, OBJECT_TYPES, ObjectType
 from tests.support import TEST_KEY, Warehouse
 

@@ -11,7 +11,9 @@ import duckdb
 import pytest
 import stripe
 
+import stripe_promotions_pipeline
 import stripe_promotions_pipeline.runner
+import stripe_promotions_transforms
 from stripe_emulator import Account
 from stripe_emulator.server import EmulatorServer
 from stripe_promotions import BatchError, SyncRequest
@@ -382,13 +384,13 @@ def test_a_run_collects_cycles_rarely_and_restores_the_callers_gc_settings(
     duckdb_warehouse: Warehouse, stripe_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     during: list[tuple[int, ...]] = []
-    transform = stripe_promotions_pipeline.runner.transform
+    transform = stripe_promotions_transforms.run_transforms
 
     def watched(*args: Any) -> Any:
         during.append(gc.get_threshold())
         return transform(*args)
 
-    monkeypatch.setattr(stripe_promotions_pipeline.runner, "transform", watched)
+    monkeypatch.setattr(stripe_promotions_pipeline.runner, "run_transforms", watched)
     before = gc.get_threshold()
     try:
         gc.set_threshold(700, 10, 10)

@@ -29,7 +29,7 @@ from stripe_emulator import Account
 from stripe_emulator.errors import StripeError as EmulatorError
 from stripe_emulator.server import EmulatorServer
 from stripe_promotions.settings import EVENT_LAG_SECONDS
-from stripe_promotions_pipeline import Settings, make_pipeline
+from stripe_promotions_pipeline import PipelineConfig, make_pipeline
 from tests.model.model import KINDS, NEW_VERSION, TABLES, actual, expected
 from tests.support import TEST_KEY, Warehouse, setup_client
 
@@ -67,7 +67,7 @@ def warehouse_for(cwd: Path, url: str, **changes: Any) -> Warehouse:
     """The same pipeline and DuckDB file the command uses in `cwd`, for in-process runs."""
     return Warehouse(
         "duckdb",
-        Settings(
+        PipelineConfig(
             api_base=url,
             pipelines_dir=str(cwd / "dlt" / "pipelines"),
             duckdb_file=str(cwd / "stripe_pipeline.duckdb"),

@@ -17,8 +17,10 @@ from typing import Any
 import dlt
 import pytest
 
+import stripe_promotions_pipeline
 import stripe_promotions_pipeline.runner
 import stripe_promotions_pipeline.tuning
+import stripe_promotions_transforms
 from stripe_emulator.server import EmulatorServer
 from stripe_promotions_pipeline import RunError
 from stripe_promotions_pipeline.tuning import DUCKDB_GLOBAL_CONFIG
@@ -63,7 +65,7 @@ def test_a_step_that_outgrows_our_limit_runs_again_without_it(
     # Our limit too small for the work, as it is for any limit on a big enough account.
     monkeypatch.setattr(stripe_promotions_pipeline.tuning, "duckdb_settings", lambda: dict(STARVED))
     configs: dict[str, list[dict[str, Any]]] = {"load": [], "transform": []}
-    load, transform = dlt.Pipeline.load, stripe_promotions_pipeline.runner.transform
+    load, transform = dlt.Pipeline.load, stripe_promotions_transforms.run_transforms
 
     def watched(step: str, run: Any) -> Any:
         def watched_step(*args: Any, **kwargs: Any) -> Any:
@@ -74,7 +76,7 @@ def test_a_step_that_outgrows_our_limit_runs_again_without_it(
 
     monkeypatch.setattr(dlt.Pipeline, "load", watched("load", load))
     monkeypatch.setattr(
-        stripe_promotions_pipeline.runner, "transform", watched("transform", transform)
+        stripe_promotions_pipeline.runner, "run_transforms", watched("transform", transform)
     )
     backfill_and_quiet_runs(duckdb_warehouse, account)
     # A step that ran out of memory under our limit ran once more under DuckDB's own (the

@@ -68,13 +68,13 @@ def migrate(
             INSERT INTO {dataset}.{table} (
                 id, _observed_at, _observed_rank, _observed_sequence, _observed_via,
                 _observation_key, _api_version, _patched_fields, _deleted, _deleted_at,
-                _deletion_source, _deletion_reason, _dlt_load_id, _dlt_id
+                _deletion_source, _deletion_reason
             )
             SELECT
                 object_id, _observed_at, {DELETION}, {sequence},
                 CASE WHEN source = 'not_found' THEN 'not_found' ELSE _observed_via END,
                 'deletion:' || _observation_key, _api_version, '[]', TRUE, deleted_at,
-                source, reason, _dlt_load_id, _dlt_id
+                source, reason
             FROM {dataset}.{LEGACY_DELETIONS}
             WHERE object_type = '{object_type}'
             """
