@@ -5,7 +5,7 @@ The same as the installed `stripe-pipeline`; `--help` lists the subcommands and 
 
 import sys
 
-from stripe_promotions_pipeline.command import main
+from stripe_promotions_pipeline.launch import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import stripe
@@ -17,6 +21,27 @@ from stripe_promotions_pipeline import (
 )
 
 TEST_KEY = "sk_test_emulatorKey0123456789"
+ROOT = Path(__file__).resolve().parents[1]
+COMMAND = [sys.executable, str(ROOT / "pipelines" / "stripe_pipeline.py")]
+
+
+def run_command(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, key: str | None = TEST_KEY
+) -> subprocess.CompletedProcess[str]:
+    """The command in a folder of its own, as a user runs it: its DuckDB file and dlt's data
+    there, none of this machine's Stripe or destination settings, the test key unless told."""
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))
+    }
+    for name in ("STRIPE_API_KEY", "STRIPE_PIPELINE_LOCK_WAIT"):
+        environment.pop(name, None)
+    environment.update(DLT_DATA_DIR=str(cwd / "dlt"), RUNTIME__DLTHUB_TELEMETRY="false")
+    if key is not None:
+        environment["STRIPE_API_KEY"] = key
+    environment.update(env or {})
+    return subprocess.run(
+        [*COMMAND, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=180
+    )
 
 
 class PatientHttpClient(stripe.RequestsClient):

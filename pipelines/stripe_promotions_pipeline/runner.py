@@ -95,6 +95,7 @@ def run_transforms_only(settings: PipelineConfig | None = None) -> list[TableCha
     progress = Progress(RunStats(), enabled=False)
     try:
         with one_run_at_a_time(settings, progress) as pipeline, progress.step("transforming"):
+            reconcile(pipeline)  # read the raw tables the destination holds, as dlt knows them
             return build_current_state(pipeline, settings)
     except (Exception, KeyboardInterrupt) as error:
         raise failure(error, pipeline, settings, progress.phase) from error

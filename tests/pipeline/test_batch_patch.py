@@ -15,9 +15,8 @@ from stripe_promotions import BatchError
 from stripe_promotions.batch import validate_batch
 from stripe_promotions.rows import patched_fields
 from stripe_promotions_pipeline import coupons, products
-from tests.pipeline.test_command import run
 from tests.pipeline.test_sync import _options, new_coupon
-from tests.support import Warehouse, as_json
+from tests.support import Warehouse, as_json, run_command
 
 # The seeds' own call in django-stripe, item for item.
 SEEDS = [
@@ -57,7 +56,7 @@ def test_sync_batch_command_takes_patches(
         }
     else:
         where = {"DESTINATION__DUCKDB__CREDENTIALS": str(warehouse.settings.duckdb_file)}
-    done = run(
+    done = run_command(
         *("--destination", warehouse.name, "--api-base", stripe_emulator.url, "--quiet"),
         *("sync-batch", "--type", "product", str(seeds)),
         cwd=tmp_path,

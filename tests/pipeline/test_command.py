@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -16,29 +13,11 @@ import stripe
 from stripe_emulator.server import EmulatorServer
 from stripe_promotions import RunStats
 from stripe_promotions_pipeline.progress import Progress
-from tests.support import TEST_KEY
+from tests.support import TEST_KEY, run_command
 
 ROOT = Path(__file__).resolve().parents[2]
 # Small pages and few attempts: a listing makes many requests, and gives up soon under 500s.
 SMALL_PAGES_FEW_ATTEMPTS = {"SOURCES__STRIPE__PAGE_SIZE": "5", "SOURCES__STRIPE__MAX_ATTEMPTS": "5"}
-COMMAND = [sys.executable, str(ROOT / "pipelines" / "stripe_pipeline.py")]
-
-
-def run(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, key: str | None = TEST_KEY
-) -> subprocess.CompletedProcess[str]:
-    """The command in a folder of its own; dlt's data there too; the test key unless told."""
-    environment = {
-        k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))
-    }
-    environment.pop("STRIPE_API_KEY", None)
-    environment.update(DLT_DATA_DIR=str(cwd / "dlt"), RUNTIME__DLTHUB_TELEMETRY="false")
-    if key is not None:
-        environment["STRIPE_API_KEY"] = key
-    environment.update(env or {})
-    return subprocess.run(
-        [*COMMAND, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=180
-    )
 
 
 @pytest.fixture
@@ -50,7 +29,7 @@ def seeded(stripe_emulator: EmulatorServer) -> EmulatorServer:
 def test_incremental_run_writes_stripe_pipeline_duckdb_and_summarises(
     seeded: EmulatorServer, tmp_path: Path
 ) -> None:
-    done = run("--api-base", seeded.url, cwd=tmp_path)
+    done = run_command("--api-base", seeded.url, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "stripe_pipeline.duckdb").exists()
     assert not (tmp_path / "stripe.duckdb").exists()
@@ -64,7 +43,7 @@ def test_verbs_as_subcommands(
     seeded: EmulatorServer, client: stripe.StripeClient, tmp_path: Path
 ) -> None:
     url = ["--api-base", seeded.url, "--quiet"]
-    assert run(*url, cwd=tmp_path).returncode == 0
+    assert run_command(*url, cwd=tmp_path).returncode == 0
     coupon = client.v1.coupons.list(params={"limit": 1}).data[0].to_dict()
     batch = tmp_path / "coupons.json"
     batch.write_text(json.dumps([coupon]))
@@ -75,7 +54,7 @@ def test_verbs_as_subcommands(
         ["soft-delete", "--type", "coupon", coupon["id"], "--reason", "test"],
         ["transform"],
     ):
-        done = run(*url, *args, cwd=tmp_path)
+        done = run_command(*url, *args, cwd=tmp_path)
         assert done.returncode == 0, (args, done.stderr)
     assert "stripe.coupons" in done.stdout
 
@@ -83,16 +62,18 @@ def test_verbs_as_subcommands(
 def test_global_options_also_follow_the_subcommand_and_transform_counts_the_table(
     seeded: EmulatorServer, client: stripe.StripeClient, tmp_path: Path
 ) -> None:
-    assert run("--quiet", "--api-base", seeded.url, cwd=tmp_path).returncode == 0
+    assert run_command("--quiet", "--api-base", seeded.url, cwd=tmp_path).returncode == 0
     client.v1.coupons.delete(client.v1.coupons.list(params={"limit": 1}).data[0].id)
-    done = run("sync-all", "--type", "coupon", "--api-base", seeded.url, "--quiet", cwd=tmp_path)
+    done = run_command(
+        "sync-all", "--type", "coupon", "--api-base", seeded.url, "--quiet", cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     sql = "SELECT COUNT(*) AS n FROM stripe.coupons WHERE is_deleted"
-    flagged = run("query", "--csv", sql, cwd=tmp_path)
+    flagged = run_command("query", "--csv", sql, cwd=tmp_path)
     assert flagged.returncode == 0, flagged.stderr
     deleted = int(flagged.stdout.split()[1])
     assert deleted >= 1
-    total = run("transform", cwd=tmp_path)
+    total = run_command("transform", cwd=tmp_path)
     assert total.returncode == 0, total.stderr
     assert f"({deleted:,} flagged deleted)" in total.stdout.splitlines()[0]
 
@@ -100,26 +81,26 @@ def test_global_options_also_follow_the_subcommand_and_transform_counts_the_tabl
 def test_the_summary_suggests_a_query_that_works_from_the_project_alone(
     seeded: EmulatorServer, tmp_path: Path
 ) -> None:
-    done = run("--api-base", seeded.url, "--quiet", cwd=tmp_path)
+    done = run_command("--api-base", seeded.url, "--quiet", cwd=tmp_path)
     (suggested,) = [line for line in done.stdout.splitlines() if line.startswith("Try:")]
     assert "duckdb -readonly" not in suggested
     sql = suggested.split(" query ", 1)[1].strip().strip('"')
-    answered = run("query", sql, cwd=tmp_path)
+    answered = run_command("query", sql, cwd=tmp_path)
     assert answered.returncode == 0, answered.stderr
     assert "redeemable" in answered.stdout and "status" in answered.stdout
-    broken = run("query", "SELECT nope FROM stripe.coupons", cwd=tmp_path)
+    broken = run_command("query", "SELECT nope FROM stripe.coupons", cwd=tmp_path)
     assert broken.returncode == 1 and "The query failed" in broken.stderr
 
 
 def test_help_explains_the_command(tmp_path: Path) -> None:
-    done = run("--help", cwd=tmp_path, key=None)
+    done = run_command("--help", cwd=tmp_path, key=None)
     assert done.returncode == 0
     text = " ".join(done.stdout.split())
     assert "Without a subcommand: an incremental load" in text
     assert "STRIPE_API_KEY" in text and "before or after the subcommand" in text
     for subcommand in ("sync-all", "sync-ids", "sync-batch", "soft-delete", "transform", "query"):
         assert subcommand in text
-    sub = " ".join(run("sync-ids", "--help", cwd=tmp_path, key=None).stdout.split())
+    sub = " ".join(run_command("sync-ids", "--help", cwd=tmp_path, key=None).stdout.split())
     assert "object type: coupon, product or promotion_code" in sub and "Stripe ids" in sub
     assert "--destination" in sub  # global options are taken after the subcommand too
 
@@ -127,16 +108,16 @@ def test_help_explains_the_command(tmp_path: Path) -> None:
 def test_soft_delete_of_a_typo_is_refused_with_a_way_out(
     seeded: EmulatorServer, tmp_path: Path
 ) -> None:
-    assert run("--api-base", seeded.url, "--quiet", cwd=tmp_path).returncode == 0
-    refused = run("soft-delete", "--type", "product", "prod_TYPO", cwd=tmp_path)
+    assert run_command("--api-base", seeded.url, "--quiet", cwd=tmp_path).returncode == 0
+    refused = run_command("soft-delete", "--type", "product", "prod_TYPO", cwd=tmp_path)
     assert refused.returncode == 1
     assert "Never seen by this pipeline" in refused.stderr and "--force" in refused.stderr
     sql = "SELECT COUNT(*) AS n FROM stripe.products WHERE id = 'prod_TYPO'"
-    assert run("query", "--csv", sql, cwd=tmp_path).stdout.split() == ["n", "0"]
+    assert run_command("query", "--csv", sql, cwd=tmp_path).stdout.split() == ["n", "0"]
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    done = run("demo", cwd=tmp_path)
+    done = run_command("demo", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "deleted" in done.stdout and "stripe.promotion_codes" in done.stdout
     assert (tmp_path / "stripe_demo.duckdb").exists()
@@ -164,7 +145,7 @@ def closed_port() -> int:
 def test_bad_input_gets_a_clear_message_and_nonzero_exit(
     args: list[str], env: dict[str, str], key: str | None, says: str, tmp_path: Path
 ) -> None:
-    done = run(*args, cwd=tmp_path, env=env, key=key)
+    done = run_command(*args, cwd=tmp_path, env=env, key=key)
     assert done.returncode != 0
     assert says in done.stderr, done.stderr
     if key:
@@ -178,12 +159,12 @@ def test_the_configured_object_types_limit_a_run_and_a_sync_all(
     only = {"SOURCES__STRIPE__OBJECT_TYPES": '["coupon", "product"]'}
     for args in ([], ["sync-all"]):
         seeded.account.requests.clear()
-        done = run("--api-base", seeded.url, "--quiet", *args, cwd=tmp_path, env=only)
+        done = run_command("--api-base", seeded.url, "--quiet", *args, cwd=tmp_path, env=only)
         assert done.returncode == 0, done.stderr
         asked = set(seeded.account.requests)
         assert "GET /v1/coupons" in asked and "GET /v1/products" in asked, asked
         assert not any("promotion_codes" in operation for operation in asked), asked
-    loaded = run(
+    loaded = run_command(
         "query", "--csv", "SELECT COUNT(*) AS n FROM stripe_raw.promotion_codes", cwd=tmp_path
     )
     assert loaded.stdout.split() == ["n", "0"]
@@ -195,14 +176,14 @@ def test_the_configured_object_types_limit_a_run_and_a_sync_all(
 def test_a_key_problem_is_reported_before_any_work_starts(
     key: str | None, says: str, tmp_path: Path
 ) -> None:
-    done = run("--api-base", "http://127.0.0.1:9", cwd=tmp_path, key=key)
+    done = run_command("--api-base", "http://127.0.0.1:9", cwd=tmp_path, key=key)
     assert done.returncode == 1 and says in done.stderr
     assert "extracting" not in done.stderr  # no progress line for work that never started
 
 
 def test_unreachable_api_base_gives_up_after_three_attempts(tmp_path: Path) -> None:
     # The default max_attempts (8, about a minute of backoff) is for a Stripe that has answered.
-    done = run("--api-base", f"http://127.0.0.1:{closed_port()}", cwd=tmp_path)
+    done = run_command("--api-base", f"http://127.0.0.1:{closed_port()}", cwd=tmp_path)
     assert done.returncode == 1
     assert "Cannot reach Stripe" in done.stderr and "after 3 attempts" in done.stderr
 
@@ -230,7 +211,7 @@ def test_a_base_that_never_answers_is_tried_three_times(tmp_path: Path) -> None:
         thread.start()
         try:
             port = listener.getsockname()[1]
-            done = run("--api-base", f"http://127.0.0.1:{port}", cwd=tmp_path)
+            done = run_command("--api-base", f"http://127.0.0.1:{port}", cwd=tmp_path)
         finally:
             stop.set()
             thread.join()
@@ -247,7 +228,7 @@ def test_revoked_and_restricted_keys(
 ) -> None:
     key = "rk_live_restrictedKey4242"
     stripe_emulator.account.keys.set_access(key, access)  # type: ignore[arg-type]
-    done = run("--api-base", stripe_emulator.url, cwd=tmp_path, key=key)
+    done = run_command("--api-base", stripe_emulator.url, cwd=tmp_path, key=key)
     assert done.returncode == 1
     assert says in done.stderr
     assert key not in done.stdout + done.stderr
@@ -256,7 +237,7 @@ def test_revoked_and_restricted_keys(
 def test_read_only_key_is_enough(stripe_emulator: EmulatorServer, tmp_path: Path) -> None:
     key = "rk_test_readOnlyKey4242"
     stripe_emulator.account.keys.set_access(key, "read_only")
-    done = run("--api-base", stripe_emulator.url, "--quiet", cwd=tmp_path, key=key)
+    done = run_command("--api-base", stripe_emulator.url, "--quiet", cwd=tmp_path, key=key)
     assert done.returncode == 0, done.stderr
 
 
@@ -264,7 +245,7 @@ def test_retries_exhausted_on_500s_names_the_id(
     stripe_emulator: EmulatorServer, tmp_path: Path
 ) -> None:
     stripe_emulator.account.faults.configure(error_rate=1.0)
-    done = run(
+    done = run_command(
         "--api-base",
         stripe_emulator.url,
         "sync-ids",
@@ -284,7 +265,9 @@ def test_a_run_that_fails_mid_listing_stops_every_thread_without_dlts_warning(
     """One listing gives up: the others stop too, so dlt's thread pool shuts down cleanly."""
     stripe_emulator.account.seed(promotion_codes=400, coupons=40, products=40)
     stripe_emulator.account.faults.configure(error_rate=0.6)
-    done = run("--api-base", stripe_emulator.url, cwd=tmp_path, env=SMALL_PAGES_FEW_ATTEMPTS)
+    done = run_command(
+        "--api-base", stripe_emulator.url, cwd=tmp_path, env=SMALL_PAGES_FEW_ATTEMPTS
+    )
     assert done.returncode == 1 and "Stripe kept failing (500)" in done.stderr
     assert "lock indefinitely" not in done.stderr and "thread pool" not in done.stderr
 
@@ -306,11 +289,11 @@ def test_bad_batch_file_names_every_bad_item(tmp_path: Path) -> None:
         '{"object": "product", "id": "prod_1", "created": 1}\n'
         '{"object": "coupon", "created": 1}\n'
     )
-    done = run("sync-batch", "--type", "coupon", str(batch), cwd=tmp_path)
+    done = run_command("sync-batch", "--type", "coupon", str(batch), cwd=tmp_path)
     assert done.returncode == 1
     assert "item 1 (prod_1)" in done.stderr and "item 2" in done.stderr
     assert not (tmp_path / "stripe_pipeline.duckdb").exists()
     not_json = tmp_path / "x.json"
     not_json.write_text("coupons, lots of them")
-    done = run("sync-batch", "--type", "coupon", str(not_json), cwd=tmp_path)
+    done = run_command("sync-batch", "--type", "coupon", str(not_json), cwd=tmp_path)
     assert done.returncode == 1 and "not JSON" in done.stderr

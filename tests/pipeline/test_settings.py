@@ -7,9 +7,6 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,31 +22,12 @@ import pytest
 from stripe_emulator.collection import RequestContext
 from stripe_emulator.server import EmulatorServer
 from tests.conftest import create_database
-from tests.support import TEST_KEY
+from tests.support import run_command
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMAND = [sys.executable, str(ROOT / "pipelines" / "stripe_pipeline.py")]
 PINNED_VERSION = "2026-10-28.endive"  # the README's default api_version
 OTHER_VERSION = "2024-06-20"
 LISTED = ("coupons", "products", "promotion_codes")
-
-
-def run(
-    *args: str, cwd: Path, env: Mapping[str, str] | None = None, key: str | None = TEST_KEY
-) -> subprocess.CompletedProcess[str]:
-    """The command as test_command.py runs it: its own folder, dlt's data there, the test key."""
-    environment = {
-        k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))
-    }
-    environment.pop("STRIPE_API_KEY", None)
-    environment.pop("STRIPE_PIPELINE_LOCK_WAIT", None)
-    environment.update(DLT_DATA_DIR=str(cwd / "dlt"), RUNTIME__DLTHUB_TELEMETRY="false")
-    if key is not None:
-        environment["STRIPE_API_KEY"] = key
-    environment.update(env or {})
-    return subprocess.run(
-        [*COMMAND, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=180
-    )
 
 
 @dataclass(frozen=True)
@@ -123,7 +101,7 @@ def test_api_key_from_sources_stripe_api_key(
 ) -> None:
     """`SOURCES__STRIPE__API_KEY` alone (no STRIPE_API_KEY): every request bears that key."""
     key = "rk_test_fromDltConfig0042"
-    done = run(
+    done = run_command(
         "--api-base",
         seeded.url,
         "--quiet",
@@ -139,7 +117,7 @@ def test_api_base_from_sources_stripe_api_base(
     seeded: EmulatorServer, served: Served, tmp_path: Path
 ) -> None:
     """`SOURCES__STRIPE__API_BASE` without `--api-base`: the run reads the emulator there."""
-    done = run("--quiet", cwd=tmp_path, env={"SOURCES__STRIPE__API_BASE": seeded.url})
+    done = run_command("--quiet", cwd=tmp_path, env={"SOURCES__STRIPE__API_BASE": seeded.url})
     assert done.returncode == 0, done.stderr
     assert served.lists("coupons")
     assert duckdb_ids(tmp_path / "stripe_pipeline.duckdb", "coupons") == live_ids(seeded, "coupon")
@@ -151,7 +129,7 @@ def test_api_version_is_the_stripe_version_of_every_request(
     """`SOURCES__STRIPE__API_VERSION`: requests carry it (the account's own is another)."""
     assert seeded.account.api_version == PINNED_VERSION != OTHER_VERSION
     env = {"SOURCES__STRIPE__API_VERSION": OTHER_VERSION}
-    done = run("--api-base", seeded.url, "--quiet", cwd=tmp_path, env=env)
+    done = run_command("--api-base", seeded.url, "--quiet", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert served.lists("promotion_codes")
     assert {call.version for call in served.calls} == {OTHER_VERSION}
@@ -165,7 +143,7 @@ def test_start_date_leaves_out_objects_created_before_it(
     middle = datetime.fromtimestamp(created[len(created) // 2], UTC).date()
     start = int(datetime(middle.year, middle.month, middle.day, tzinfo=UTC).timestamp())
     env = {"SOURCES__STRIPE__START_DATE": middle.isoformat()}
-    done = run("--api-base", seeded.url, "--quiet", cwd=tmp_path, env=env)
+    done = run_command("--api-base", seeded.url, "--quiet", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     database = tmp_path / "stripe_pipeline.duckdb"
     loaded = left_out = 0
@@ -181,7 +159,7 @@ def test_page_size_is_the_limit_of_every_listing(
     seeded: EmulatorServer, served: Served, tmp_path: Path
 ) -> None:
     """`SOURCES__STRIPE__PAGE_SIZE=7`: list requests ask for 7, so 12 coupons take 2+ pages."""
-    done = run(
+    done = run_command(
         "--api-base",
         seeded.url,
         "--quiet",
@@ -210,7 +188,7 @@ def test_max_requests_per_second_keeps_the_run_under_the_account_limit(
     """`SOURCES__STRIPE__MAX_REQUESTS_PER_SECOND`: no 429 from an account limit twice it."""
     seeded.account.rate_limits.configure(test=RATE_LIMIT, operation=None)
     env = {"SOURCES__STRIPE__MAX_REQUESTS_PER_SECOND": str(RATE_SETTING)}
-    done = run("--api-base", seeded.url, "--quiet", cwd=tmp_path, env=env)
+    done = run_command("--api-base", seeded.url, "--quiet", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert len(served.calls) > RATE_LIMIT  # enough requests for the default to be refused
     assert seeded.account.rate_limits.rejected() == {}
@@ -225,7 +203,7 @@ def test_max_requests_per_second_per_operation_keeps_each_operation_under_its_li
         "SOURCES__STRIPE__PAGE_SIZE": "5",  # 12 coupons: 3 or more pages of `list coupons`
         "SOURCES__STRIPE__MAX_REQUESTS_PER_SECOND_PER_OPERATION": str(RATE_SETTING),
     }
-    done = run("--api-base", seeded.url, "--quiet", cwd=tmp_path, env=env)
+    done = run_command("--api-base", seeded.url, "--quiet", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert len(served.lists("coupons")) > RATE_LIMIT
     assert seeded.account.rate_limits.rejected() == {}
@@ -239,11 +217,11 @@ def test_event_lag_seconds_is_how_far_behind_the_cursor_events_are_read(
     seeded.account.clock.freeze()
     cursor = int(seeded.account.clock.now())
     env = {"SOURCES__STRIPE__EVENT_LAG_SECONDS": "1234"}
-    first = run("--api-base", seeded.url, "--quiet", cwd=tmp_path, env=env)
+    first = run_command("--api-base", seeded.url, "--quiet", cwd=tmp_path, env=env)
     assert first.returncode == 0, first.stderr
     served.calls.clear()
     seeded.account.advance_clock(60)
-    second = run("--api-base", seeded.url, "--quiet", cwd=tmp_path, env=env)
+    second = run_command("--api-base", seeded.url, "--quiet", cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr
     events = served.lists("events")
     assert events
@@ -258,8 +236,8 @@ def test_max_attempts_is_how_often_a_failing_request_is_tried(
     """`SOURCES__STRIPE__MAX_ATTEMPTS=2`: Stripe answering only 500s gets exactly 2 requests."""
     account = stripe_emulator.account
     account.faults.configure(error_rate=1.0)
-    env = {"X_SOURCES__STRIPE__MAX_ATTEMPTS": "2"}
-    done = run("--api-base", stripe_emulator.url, "--quiet", cwd=tmp_path, env=env)
+    env = {"SOURCES__STRIPE__MAX_ATTEMPTS": "2"}
+    done = run_command("--api-base", stripe_emulator.url, "--quiet", cwd=tmp_path, env=env)
     assert done.returncode == 1
     assert "after 2 attempts" in done.stderr, done.stderr
     assert account.faults.injected() == {"server_error": 2}
@@ -272,7 +250,7 @@ def test_duckdb_credentials_name_the_file_loaded(seeded: EmulatorServer, tmp_pat
     (tmp_path / "warehouse").mkdir()
     database = tmp_path / "warehouse" / "promotions.duckdb"
     env = {"DESTINATION__DUCKDB__CREDENTIALS": str(database)}
-    done = run("--api-base", seeded.url, "--quiet", cwd=tmp_path, env=env)
+    done = run_command("--api-base", seeded.url, "--quiet", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert duckdb_ids(database, "coupons") == live_ids(seeded, "coupon")
     assert not (tmp_path / "stripe_pipeline.duckdb").exists()
@@ -285,7 +263,7 @@ def test_dlt_data_dir_holds_the_working_folder_and_the_lock(
     data_dir, home = tmp_path / "elsewhere", tmp_path / "home"
     home.mkdir()
     env = {"DLT_DATA_DIR": str(data_dir), "HOME": str(home)}
-    done = run("--api-base", seeded.url, "--quiet", cwd=tmp_path, env=env)
+    done = run_command("--api-base", seeded.url, "--quiet", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     pipelines = data_dir / "pipelines"
     assert (pipelines / "stripe_pipeline" / "state.json").is_file()
@@ -299,7 +277,7 @@ def test_postgres_destination_with_its_credentials(
     """`--destination postgres` with `DESTINATION__POSTGRES__CREDENTIALS`: tables land there."""
     credentials = create_database(postgres_socket)
     env = {"DESTINATION__POSTGRES__CREDENTIALS": credentials}
-    done = run(
+    done = run_command(
         "--destination", "postgres", "--api-base", seeded.url, "--quiet", cwd=tmp_path, env=env
     )
     assert done.returncode == 0, done.stderr
@@ -332,7 +310,7 @@ def test_lock_wait_is_how_long_a_second_run_waits(
 ) -> None:
     """`STRIPE_PIPELINE_LOCK_WAIT=0.5`: a run finding the lock held waits 0.5 s, not 5."""
     env = {"STRIPE_PIPELINE_LOCK_WAIT": "0.5"}
-    done = run("--api-base", stripe_emulator.url, cwd=tmp_path, env=env)
+    done = run_command("--api-base", stripe_emulator.url, cwd=tmp_path, env=env)
     assert done.returncode == 1
     text = " ".join((done.stdout + done.stderr).split())
     assert "waiting up to 0.5 s" in text and "waited 0.5 s" in text, text

@@ -14,7 +14,6 @@ import queue
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,10 +30,8 @@ from stripe_emulator.server import EmulatorServer
 from stripe_promotions.settings import EVENT_LAG_SECONDS
 from stripe_promotions_pipeline import PipelineConfig, make_pipeline
 from tests.model.model import KINDS, NEW_VERSION, TABLES, actual, expected
-from tests.support import TEST_KEY, Warehouse, setup_client
+from tests.support import COMMAND, TEST_KEY, Warehouse, setup_client
 
-ROOT = Path(__file__).resolve().parents[2]
-COMMAND = [sys.executable, str(ROOT / "pipelines" / "stripe_pipeline.py")]
 PHASES = ("resuming", "extracting", "normalizing", "loading", "transforming")
 
 

@@ -25,7 +25,6 @@ from stripe_emulator import server as emulator_server
 from stripe_emulator.server import EmulatorServer
 from tests.conftest import create_database
 from tests.reliability.harness import (
-    ROOT,
     Changes,
     CommandRun,
     command_env,
@@ -33,7 +32,7 @@ from tests.reliability.harness import (
     seed,
     warehouse_for,
 )
-from tests.support import Warehouse
+from tests.support import ROOT, Warehouse
 
 SECRET_KEY = "sk_test_SECRETdistinctive9876543210"
 NEEDLES = (SECRET_KEY, "SECRETdistinctive98765", "distinctive9876543210")
