@@ -153,7 +153,7 @@ def explain(
         folder = f" --pipelines-dir {pipelines_dir}" if pipelines_dir else ""
         return (
             f"Loading into {destination} failed, and would fail the same way again: "
-            f"{scrub(first_line(causes[-1]))}. The load package stays pending (stripe_raw may "
+            f"{scrub(first_line(causes[-1])).rstrip('.')}. The load package stays pending (stripe_raw may "
             "hold part of it; the current-state tables are unchanged). To move on, abort it: "
             f"`dlt pipeline{folder} stripe_pipeline abort-packages` puts the cursors back to "
             "before it. Then run again; if the same data fails again, report this message."

@@ -53,15 +53,12 @@ from .stats import RunStats
 from .tables import (
     LISTINGS_TABLE,
     OBJECT_KEY,
+    RAW_SHAPE,
     RUNS_TABLE,
     TABLE_COLUMNS,
     routed,
     with_table,
 )
-
-# Bumped whenever a raw table gains columns: the next run creates them even if it loads
-# nothing into that table (the transforms read every column).
-RAW_SHAPE = 2
 
 
 @dlt.source(name="stripe", section="stripe", max_table_nesting=0)
@@ -126,7 +123,8 @@ def stripe_source(
 
 # -- the raw tables exist from the first run on, so the transforms can always read them -----------
 def raw_tables() -> DltResource:
-    """Empty tables, once: a table nothing was written to yet still exists for the SQL."""
+    """Empty tables, once per RAW_SHAPE: every table and column the SQL reads exists, even
+    one nothing was written to yet (and a raw dataset of an earlier shape gains them)."""
 
     @dlt.resource(name="raw_tables")
     def create() -> Iterator[Any]:

@@ -61,6 +61,9 @@ PRIMARY_KEYS: Final = {
     LISTINGS_TABLE: ("listing_id",),
     RUNS_TABLE: ("run_id", "resource"),
 }
+# Bumped whenever a raw table gains columns: the next run creates them even if it loads
+# nothing into that table (the transforms read every column). Shape 2: docs/OBSERVATIONS.md.
+RAW_SHAPE: Final = 2
 # An object table's key: the object and the observation slot it fills.
 OBJECT_KEY: Final = ("id", "_observation_key")
 

@@ -149,8 +149,8 @@ def test_load_client_job_failed_is_a_terminal_load_failure() -> None:
     assert not was_interrupted(error)
     reason = (
         f"Job with `job_id=coupons.a1b2c3.0` and `load_id={LOAD_ID}` failed terminally "
-        f"with message: {job}. The package is aborted and cannot be retried."
-    )  # explain keeps dlt's full stop before adding its own: "retried.. The load package"
+        f"with message: {job}. The package is aborted and cannot be retried"
+    )  # one full stop between dlt's sentence and ours
     assert explain(error, destination="duckdb", duckdb_file=None, pipelines_dir="/p") == (
         terminal_message(reason)
     )
