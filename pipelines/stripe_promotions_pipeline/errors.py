@@ -151,9 +151,10 @@ def explain(
             return scrub(str(cause))
     if is_terminal_load_failure(error):
         folder = f" --pipelines-dir {pipelines_dir}" if pipelines_dir else ""
+        reason = scrub(first_line(causes[-1])).rstrip(".")
         return (
             f"Loading into {destination} failed, and would fail the same way again: "
-            f"{scrub(first_line(causes[-1])).rstrip('.')}. The load package stays pending (stripe_raw may "
+            f"{reason}. The load package stays pending (stripe_raw may "
             "hold part of it; the current-state tables are unchanged). To move on, abort it: "
             f"`dlt pipeline{folder} stripe_pipeline abort-packages` puts the cursors back to "
             "before it. Then run again; if the same data fails again, report this message."
