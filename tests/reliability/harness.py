@@ -7,7 +7,6 @@ RELIABILITY_KILLS (kills in the crash test), RELIABILITY_SEED (the random sequen
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import queue
@@ -29,6 +28,7 @@ from stripe_emulator.errors import StripeError as EmulatorError
 from stripe_emulator.server import EmulatorServer
 from stripe_promotions.settings import EVENT_LAG_SECONDS
 from stripe_promotions_pipeline import PipelineConfig, make_pipeline
+from stripe_promotions_pipeline.command import main as command_main
 from tests.model.model import KINDS, NEW_VERSION, TABLES, actual, expected
 from tests.support import COMMAND, TEST_KEY, Warehouse, setup_client
 
@@ -36,10 +36,8 @@ PHASES = ("resuming", "extracting", "normalizing", "loading", "transforming")
 
 
 def main(argv: list[str]) -> int:
-    """The command's `main`, in-process (imported by name: mypy checks pipelines/ as files)."""
-    command = importlib.import_module("pipelines.stripe_pipeline")
-    code: int = command.main(argv)
-    return code
+    """The command's `main`, in-process."""
+    return command_main(argv)
 
 
 def seed() -> int:
