@@ -6,10 +6,12 @@ import argparse
 import signal
 import sys
 import threading
+from typing import Any
 
 from .account import DEFAULT_API_VERSION, Account
 from .controls import help_text
-from .rate_limits import DEFAULTS, OPERATION_NAME
+from .rate_limits import CONNECT_BUDGETS, DEFAULTS, OPERATION_NAME
+from .seed import PRESETS
 from .server import EmulatorServer
 
 DESCRIPTION = """\
@@ -21,7 +23,12 @@ sk_test_..., sk_live_..., rk_test_... or rk_live_... followed by 8 to 247 letter
 (e.g. sk_test_emulator0123). A missing or malformed key (pk_..., sk_foo) is a 401. The
 key's mode picks its rate limits: test keys share --test-rate-limit, live keys
 --live-rate-limit, and each mode has its own --operation-rate-limit per operation. Restrict
-(403) or revoke (401) a key with POST /_emulator/keys."""
+(403) or revoke (401) a key with POST /_emulator/keys.
+
+Connect: the key's account is a platform with --connected-accounts N accounts of its own;
+a request with the header Stripe-Account: acct_... (the SDK's stripe_account option) or
+Stripe-Context: acct_... acts on that connected account. GET /_emulator/connected_accounts
+lists them; an unknown, disconnected or deleted one answers Stripe's 403 account_invalid."""
 
 
 def epilog() -> str:
@@ -109,6 +116,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="whether a request answered 429 still counts in the windows (default: it does, "
         "so a client that keeps hammering stays limited)",
     )
+    limits.add_argument(
+        "--rate-limit-connect-budget",
+        choices=CONNECT_BUDGETS,
+        default="platform",
+        help="whose limits a request for a connected account (Stripe-Account) draws on: the "
+        "platform's, shared by every request made with its key (default; Stripe is silent), "
+        "or each connected account's own",
+    )
+    connect = parser.add_argument_group("Connect")
+    connect.add_argument(
+        "--connected-accounts",
+        type=count,
+        default=0,
+        metavar="N",
+        help="connect N accounts to the platform, each an account of its own",
+    )
+    connect.add_argument(
+        "--connected-seed",
+        metavar="demo|N",
+        help="seed each connected account with the demo dataset or N promotion codes (default: "
+        "a tenth of --seed: 6 codes with --seed demo, N/10 with --seed N; none without --seed)",
+    )
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of 500 answers")
     parser.add_argument("--drop-rate", type=float, default=0.0, help="share of dropped connections")
     parser.add_argument(
@@ -123,9 +152,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "random order (Stripe documents none)",
     )
     args = parser.parse_args(argv)
-    if args.seed not in (None, "demo") and not args.seed.isdigit():
-        parser.error(f"--seed takes 'demo' or a whole number, not {args.seed!r}")
+    for flag, value in (("--seed", args.seed), ("--connected-seed", args.connected_seed)):
+        if value not in (None, "demo") and not value.isdigit():
+            parser.error(f"{flag} takes 'demo' or a whole number, not {value!r}")
     return args
+
+
+def count(text: str) -> int:
+    """A whole number of things, zero or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    return int(text)
+
+
+def connected_seed(args: argparse.Namespace) -> dict[str, Any]:
+    """How to seed each connected account: `--connected-seed`, else a tenth of `--seed`."""
+    chosen = args.connected_seed
+    if chosen is None and args.seed is not None:
+        codes = PRESETS["demo"]["promotion_codes"] if args.seed == "demo" else int(args.seed)
+        chosen = str(codes // 10)
+    if chosen is None or chosen == "0":
+        return {}
+    return {"preset": "demo"} if chosen == "demo" else {"promotion_codes": int(chosen)}
 
 
 def build_account(args: argparse.Namespace) -> Account:
@@ -149,8 +197,14 @@ def build_account(args: argparse.Namespace) -> Account:
         operations=dict(args.operation_rate_limit_override),
         count_rejected=args.rate_limit_count_rejected,
     )
+    account.rate_limits.set_connect_budget(args.rate_limit_connect_budget)
     account.set_event_delay(args.event_delay)
     account.set_same_second_order(args.same_second_order)
+    seed = connected_seed(args)
+    for number in range(args.connected_accounts):
+        connected = account.add_connected_account(email=f"shop{number + 1}@example.com")
+        if seed:  # each its own data: another random seed
+            connected.seed(**seed, seed=number + 2)
     return account
 
 
@@ -188,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Stripe emulator on {server.url} (API version {account.api_version}): "
         f"{counts['coupon']} coupons, {counts['product']} products, "
-        f"{counts['promotion_code']} promotion codes; {describe_limits(account)}. "
+        f"{counts['promotion_code']} promotion codes; "
+        f"{len(account.connected_accounts())} connected accounts; {describe_limits(account)}. "
         "Ctrl-C stops it.",
         flush=True,
     )

@@ -1,4 +1,10 @@
-"""The emulated Stripe account: all state and rules, and the Python API tests drive."""
+"""The emulated Stripe accounts: all state and rules, and the Python API tests drive.
+
+`AccountState` is one Stripe account's objects and rules; `Account` is the account the API
+keys belong to (a Connect platform once it has connected accounts) with everything that is
+per key or per emulator (faults, rate limits, keys, settings); `ConnectedAccount` is one of
+its connected accounts, an account of its own sharing the platform's clock and lock.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +16,25 @@ import string
 import threading
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, cast, get_args
 
+from . import params as p
 from .auth import KeyRing
 from .clock import Clock
 from .collection import Collection, RequestContext
+from .connected_accounts import (
+    AccountProfile,
+    Accounts,
+    AccountType,
+    ConnectHeaders,
+    Status,
+    budget_of,
+    check_new_id,
+    resolve,
+)
 from .coupons import Coupons
-from .errors import StripeError
+from .errors import StripeError, missing
 from .events import Events
 from .faults import Faults
 from .products import Products
@@ -26,6 +44,7 @@ from .rate_limits import RateLimits
 DEFAULT_API_VERSION = "2026-10-28.endive"
 VERSION_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
 OPERATIONS = ("list", "create", "retrieve", "update", "delete")
+PLATFORM_ID = "acct_1EmulatorPlatfrm"
 SameSecondOrder = Literal["insertion", "shuffled"]
 
 
@@ -45,52 +64,98 @@ def _is_date(text: str) -> bool:
     return True
 
 
-class Account:
-    """One Stripe account. Every public method is safe to call from any thread."""
+@dataclass
+class Shared:
+    """Settings every account of one emulator follows: the platform's controls set them."""
 
-    def __init__(self, *, api_version: str = DEFAULT_API_VERSION, livemode: bool = False) -> None:
-        self.lock = threading.RLock()
-        self.clock = Clock()
-        self.faults = Faults()
-        self.rate_limits = RateLimits()
-        self.keys = KeyRing()
+    same_second_order: SameSecondOrder = "insertion"
+    # Fields merged into every rendered object of a kind (schema drift): set_extra_fields.
+    extra_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Emulated seconds before a new event is listed or retrievable: set_event_delay.
+    event_delay: float = 0.0
+
+    def reset(self) -> None:
+        """Insertion order, no extra fields, no event delay."""
+        self.same_second_order = "insertion"
+        self.extra_fields = {}
+        self.event_delay = 0.0
+
+
+class AccountState:
+    """One Stripe account's objects, events, ids and API versions, and the rules on them.
+
+    Every public method is safe to call from any thread (the lock is the platform's).
+    """
+
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        api_version: str,
+        livemode: bool,
+        clock: Clock,
+        lock: threading.RLock,
+        shared: Shared,
+        profile: AccountProfile | None = None,
+        id_seed: int | str = 0,
+    ) -> None:
+        self.id = account_id
+        self.lock = lock
+        self.clock = clock
+        self.shared = shared
         self.livemode = livemode
-        self.requests: Counter[str] = Counter()
-        self.same_second_order: SameSecondOrder = "insertion"
+        self.profile = profile or AccountProfile()
+        self.created = clock.timestamp()
+        self.seq = 0
+        self.status: Status = "connected"
+        self._id_seed = id_seed
         self._default_version = check_api_version(api_version)
         self._init_state()
 
     def _init_state(self) -> None:
-        self._rng = random.Random(0)
+        self._rng = random.Random(self._id_seed)
         self._seq = itertools.count()
         self._shuffle = random.Random(1)  # apart from ids, so ids stay the same either way
         self._versions: list[tuple[float, str]] = [(float("-inf"), self._default_version)]
         # Responses by Idempotency-Key (status, body), replayed for a repeated POST.
         self.idempotency: dict[str, tuple[int, dict[str, Any]]] = {}
-        # Fields merged into every rendered object of a kind (schema drift): set_extra_fields.
-        self.extra_fields: dict[str, dict[str, Any]] = {}
         self.coupons = Coupons(self)
         self.products = Products(self)
         self.promotion_codes = PromotionCodes(self)
         self.events = Events(self)
+        # `/v1/accounts`: this account's connected accounts (none unless it is a platform).
+        self.accounts = Accounts(self)
         self.collections: dict[str, Collection[Any]] = {
             c.path.rsplit("/", 1)[-1]: c
-            for c in (self.coupons, self.products, self.promotion_codes, self.events)
+            for c in (self.coupons, self.products, self.promotion_codes, self.events, self.accounts)
         }
+
+    @property
+    def same_second_order(self) -> SameSecondOrder:
+        """The order of objects created within one second (the emulator's setting)."""
+        return self.shared.same_second_order
+
+    @property
+    def extra_fields(self) -> dict[str, dict[str, Any]]:
+        """Fields every rendered object of a kind gets (the emulator's setting)."""
+        return self.shared.extra_fields
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether this is a connected account (reached through its platform's key)."""
+        return False
+
+    @property
+    def event_account(self) -> str | None:
+        """What this account's events carry as `account`: None unless a connected account."""
+        return None
 
     # -- identity and versions -------------------------------------------------------------
     def next_seq(self) -> int:
         """The tie-break between objects created in the same second (Stripe documents none)."""
-        if self.same_second_order == "shuffled":
+        if self.shared.same_second_order == "shuffled":
             return self._shuffle.randrange(1 << 62)
         return next(self._seq)
-
-    def set_same_second_order(self, order: str) -> None:
-        """Order objects created from now on within one second by insertion, or stably shuffled."""
-        if order not in get_args(SameSecondOrder):
-            raise ValueError(f"same_second_order is insertion or shuffled, not {order!r}")
-        with self.lock:
-            self.same_second_order = cast(SameSecondOrder, order)
 
     def new_id(self, prefix: str, length: int, *, upper: bool = False) -> str:
         """A random id such as `promo_1Pgc79B7WZ01zgkW...`; deterministic after `reset`."""
@@ -140,46 +205,15 @@ class Account:
             return method[operation](object_id, params, ctx)
 
     # -- controls for tests, the demo and benchmarks -----------------------------------------------
-    def reset(self) -> None:
-        """Forget all objects, events, key rules and clock offsets; faults off, limits default."""
-        with self.lock:
-            self.clock.reset()
-            self.faults.reset()
-            self.rate_limits.reset()
-            self.keys.reset()
-            self.same_second_order = "insertion"
-            self.requests.clear()
-            self._init_state()
-
     def redeem(self, promotion_code_id: str) -> dict[str, Any]:
         """A customer redeems a promotion code (bumps `times_redeemed` on it and its coupon)."""
         with self.lock:
             return self.promotion_codes.redeem(promotion_code_id)
 
     def advance_clock(self, seconds: float) -> float:
-        """Move emulated time forward: events age out, coupons pass `redeem_by`."""
+        """Move emulated time forward (for every account: there is one clock)."""
         with self.lock:
             return self.clock.advance(seconds)
-
-    def set_event_delay(self, seconds: float) -> None:
-        """New events become visible in lists only after this many emulated seconds."""
-        with self.lock:
-            self.events.visibility_delay = seconds
-
-    def set_extra_fields(self, kind: str, fields: Mapping[str, Any]) -> None:
-        """From now on render every `kind` object with these fields too, as when Stripe adds a
-        field or changes a field's type (a name the object has is overridden); `{}` stops.
-
-        Nothing else changes: no event is emitted, objects show the fields when next read.
-        """
-        with self.lock:
-            self._by_kind(kind)
-            if kind == "event":
-                raise ValueError("extra fields are for coupons, products and promotion codes")
-            if fields:
-                self.extra_fields[kind] = dict(fields)
-            else:
-                self.extra_fields.pop(kind, None)
 
     def seed(self, preset: str | None = None, **counts: int) -> dict[str, int]:
         """Fill the account with a realistic, deterministic dataset (see `seed.py`)."""
@@ -203,8 +237,224 @@ class Account:
                 r.id for r in target.live_records()
             )
 
+    def counts(self) -> dict[str, int]:
+        """Live objects by collection (`coupons`, `products`, `promotion_codes`, `events`)."""
+        with self.lock:
+            return {
+                name: len(target.index)
+                for name, target in self.collections.items()
+                if name != "accounts"
+            }
+
     def _by_kind(self, kind: str) -> Collection[Any]:
         for target in self.collections.values():
             if target.kind == kind:
                 return target
         raise ValueError(f"unknown object kind: {kind}")
+
+
+class ConnectedAccount(AccountState):
+    """A connected account: an account of its own (objects, events, ids, API version),
+    sharing the platform's clock, lock and emulator settings.
+
+    `status`: `connected`, `disconnected` (the platform's access revoked, e.g. OAuth
+    deauthorization) or `deleted`; only a connected one can be acted on.
+    """
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether this is a connected account: it is."""
+        return True
+
+    @property
+    def event_account(self) -> str | None:
+        """Stripe: events of connected accounts "include an account attribute"."""
+        return self.id
+
+    @property
+    def deleted(self) -> bool:
+        """Whether the account was deleted (as `deleted_ids("account")` counts it)."""
+        return self.status == "deleted"
+
+    def describe(self) -> dict[str, Any]:
+        """For the controls: id, status, profile basics and object counts."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "created": self.created,
+            "type": self.profile.type,
+            "email": self.profile.email,
+            "objects": self.counts(),
+        }
+
+
+class Account(AccountState):
+    """The account the API keys belong to, and the emulator's controls.
+
+    A Connect platform once it has connected accounts (`add_connected_account`); a request
+    with `Stripe-Account: acct_...` then acts on that account (`for_request`).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_version: str = DEFAULT_API_VERSION,
+        livemode: bool = False,
+        account_id: str = PLATFORM_ID,
+    ) -> None:
+        self.faults = Faults()
+        self.rate_limits = RateLimits()
+        self.keys = KeyRing()
+        self.connect = ConnectHeaders()
+        self.requests: Counter[str] = Counter()
+        super().__init__(
+            account_id=account_id,
+            api_version=api_version,
+            livemode=livemode,
+            clock=Clock(),
+            lock=threading.RLock(),
+            shared=Shared(),
+        )
+
+    def _init_state(self) -> None:
+        super()._init_state()
+        self._connect_rng = random.Random(2)  # connected account ids, apart from object ids
+
+    def set_same_second_order(self, order: str) -> None:
+        """Order objects created from now on within one second by insertion, or stably shuffled."""
+        if order not in get_args(SameSecondOrder):
+            raise ValueError(f"same_second_order is insertion or shuffled, not {order!r}")
+        with self.lock:
+            self.shared.same_second_order = cast(SameSecondOrder, order)
+
+    # -- controls for tests, the demo and benchmarks -----------------------------------------------
+    def reset(self) -> None:
+        """Forget all objects, events, connected accounts, key rules and clock offsets; faults
+        off, limits and settings default."""
+        with self.lock:
+            self.clock.reset()
+            self.faults.reset()
+            self.rate_limits.reset()
+            self.keys.reset()
+            self.connect.reset()
+            self.shared.reset()
+            self.requests.clear()
+            self._init_state()
+
+    def set_event_delay(self, seconds: float) -> None:
+        """New events become visible in lists only after this many emulated seconds (in every
+        account)."""
+        with self.lock:
+            self.shared.event_delay = seconds
+
+    def set_extra_fields(self, kind: str, fields: Mapping[str, Any]) -> None:
+        """From now on render every `kind` object with these fields too, as when Stripe adds a
+        field or changes a field's type (a name the object has is overridden); `{}` stops.
+
+        Nothing else changes: no event is emitted, objects show the fields when next read (in
+        every account).
+        """
+        with self.lock:
+            self._by_kind(kind)
+            if kind == "event":
+                raise ValueError("extra fields are for coupons, products and promotion codes")
+            if fields:
+                self.shared.extra_fields[kind] = dict(fields)
+            else:
+                self.shared.extra_fields.pop(kind, None)
+
+    # -- Connect -----------------------------------------------------------------------------------
+    def add_connected_account(
+        self,
+        *,
+        account_id: str | None = None,
+        type: str = "standard",
+        country: str = "US",
+        email: str | None = None,
+        default_currency: str = "usd",
+        metadata: Mapping[str, str] | None = None,
+        api_version: str | None = None,
+    ) -> ConnectedAccount:
+        """Connect a new account to this platform (connected now: its `created`)."""
+        with self.lock:
+            if type not in get_args(AccountType):
+                raise ValueError(f"type is standard, express or custom, not {type!r}")
+            if not isinstance(country, str) or not country.isalpha() or len(country) != 2:
+                raise ValueError(f"country is a two-letter code, not {country!r}")
+            if email is not None and not isinstance(email, str):
+                raise ValueError(f"email is a string, not {email!r}")
+            currency = p.currency(default_currency, "default_currency")
+            taken = set(self.accounts.records) | {self.id}
+            if account_id is None:
+                account_id = "acct_1" + "".join(
+                    self._connect_rng.choices(string.ascii_letters + string.digits, k=15)
+                )
+            connected = ConnectedAccount(
+                account_id=check_new_id(account_id, taken),
+                api_version=api_version or self.api_version,
+                livemode=self.livemode,
+                clock=self.clock,
+                lock=self.lock,
+                shared=self.shared,
+                profile=AccountProfile(
+                    type=cast(AccountType, type),
+                    country=country.upper(),
+                    email=email,
+                    default_currency=currency or "usd",
+                    metadata=p.metadata(metadata, "metadata") or {},
+                ),
+                id_seed=f"ids:{account_id}",
+            )
+            connected.seq = self.next_seq()
+            self.accounts.insert(connected)
+            return connected
+
+    def connected_account(self, account_id: str) -> ConnectedAccount:
+        """A connected account by id, whatever its status (404 `resource_missing` if none)."""
+        with self.lock:
+            found = self.accounts.records.get(account_id)
+            if found is None:
+                raise missing("connected account", account_id)
+            return cast(ConnectedAccount, found)
+
+    def connected_accounts(self, status: str | None = None) -> list[ConnectedAccount]:
+        """Every account ever connected, newest first; only those with `status` if given."""
+        with self.lock:
+            return [a for a in self.accounts.connected() if status in (None, a.status)]
+
+    def disconnect_connected_account(self, account_id: str) -> ConnectedAccount:
+        """The account revokes the platform's access (OAuth deauthorization): it leaves
+        `GET /v1/accounts`, and requests for it get Stripe's 403 `account_invalid`."""
+        return self._end_connection(account_id, "disconnected")
+
+    def delete_connected_account(self, account_id: str) -> ConnectedAccount:
+        """The account is deleted: as disconnected, for good."""
+        return self._end_connection(account_id, "deleted")
+
+    def _end_connection(self, account_id: str, status: Status) -> ConnectedAccount:
+        with self.lock:
+            connected = self.connected_account(account_id)
+            if connected.status == "deleted" or connected.status == status:
+                raise ValueError(f"account {account_id} is already {connected.status}")
+            if connected.id in self.accounts.index:
+                self.accounts.index.remove(connected.id)
+            connected.status = status
+            return connected
+
+    def for_request(
+        self, stripe_account: str | None, stripe_context: str | None, api_key: str | None
+    ) -> AccountState:
+        """The account a request with these headers acts on, or Stripe's error: 403
+        `account_invalid` for an account the key cannot reach."""
+        if stripe_account is None and stripe_context is None:  # the usual case, unlocked
+            return self
+        with self.lock:
+            return resolve(self, self.connect, stripe_account, stripe_context, api_key)
+
+    def budget_for(self, stripe_account: str | None, stripe_context: str | None) -> str | None:
+        """The connected account whose rate-limit budget a request may draw on (see
+        `RateLimits.set_connect_budget`); None: the platform's own."""
+        if stripe_account is None and stripe_context is None:
+            return None
+        with self.lock:
+            return budget_of(self, self.connect, stripe_account, stripe_context)

@@ -13,16 +13,17 @@ from .errors import StripeError, missing
 from .store import OrderedIndex, check_limit
 
 if TYPE_CHECKING:
-    from .account import Account
+    from .account import AccountState
 
 
 @dataclass(frozen=True, slots=True)
 class RequestContext:
-    """Who asks and how: the API version to render in, and the request's identifiers."""
+    """Who asks and how: the API version to render in, the request's identifiers and key."""
 
     api_version: str
     request_id: str | None = None
     idempotency_key: str | None = None
+    api_key: str | None = None  # for messages that name it (redacted), e.g. account_invalid
 
 
 class Record(Protocol):
@@ -44,7 +45,7 @@ class Collection(Generic[R]):
     list_filters: ClassVar[Mapping[str, p.Parser]] = {}
     expandable: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, account: Account) -> None:
+    def __init__(self, account: AccountState) -> None:
         self.account = account
         self.records: dict[str, R] = {}
         self.index = OrderedIndex()

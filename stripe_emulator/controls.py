@@ -216,6 +216,52 @@ def _state(account: Account, body: dict[str, Any], match: dict[str, str]) -> Any
     return account.state(match["kind"])
 
 
+SEED_NAMES = ("preset", "promotion_codes", "coupons", "products", "seed", "span_days")
+
+
+def _connect_settings(account: Account) -> dict[str, Any]:
+    return {**account.connect.settings(), "connect_budget": account.rate_limits.connect_budget}
+
+
+def _connected_accounts(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
+    return {
+        "connected_accounts": [a.describe() for a in account.connected_accounts()],
+        "settings": _connect_settings(account),
+    }
+
+
+def _add_connected_account(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
+    seed = {name: body.pop(name) for name in SEED_NAMES if name in body}
+    if "id" in body:
+        body["account_id"] = body.pop("id")
+    connected = account.add_connected_account(**body)
+    if seed:
+        connected.seed(**seed)
+    return {
+        **connected.describe(),
+        "account": account.accounts.render(connected, account.api_version),
+    }
+
+
+def _disconnect(account: Account, body: dict[str, Any], match: dict[str, str]) -> Any:
+    return account.disconnect_connected_account(match["id"]).describe()
+
+
+def _delete_connected(account: Account, body: dict[str, Any], match: dict[str, str]) -> Any:
+    return account.delete_connected_account(match["id"]).describe()
+
+
+def _connected_state(account: Account, body: dict[str, Any], match: dict[str, str]) -> Any:
+    return account.connected_account(match["id"]).state(match["kind"])
+
+
+def _connect(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
+    if "connect_budget" in body:
+        account.rate_limits.set_connect_budget(body.pop("connect_budget"))
+    account.connect.configure(**body)
+    return _connect_settings(account)
+
+
 # -- the table --------------------------------------------------------------------------------
 
 COUNT = "integer"
@@ -226,8 +272,9 @@ CONTROLS: tuple[Control, ...] = (
         "POST",
         f"{PREFIX}/reset",
         _reset,
-        "forget every object, event, key rule, idempotency key, request count and clock "
-        "offset; faults off, rate limits and ordering back to defaults",
+        "forget every object, event, connected account, key rule, idempotency key, request "
+        "count and clock offset; faults off, rate limits, ordering and Connect settings back "
+        "to defaults",
         '{"ok": true}',
     ),
     Control(
@@ -395,6 +442,99 @@ CONTROLS: tuple[Control, ...] = (
         "the truth, for assertions: every live object of a kind (coupon, product, "
         "promotion_code, event)",
         "{id: object}",
+    ),
+    Control(
+        "GET",
+        f"{PREFIX}/connected_accounts",
+        _connected_accounts,
+        "the platform's connected accounts, newest first, with their status (connected, "
+        "disconnected, deleted) and object counts, and the Connect settings",
+        '{"connected_accounts": [{"id", "status", "objects", ...}], "settings": {...}}',
+    ),
+    Control(
+        "POST",
+        f"{PREFIX}/connected_accounts",
+        _add_connected_account,
+        "connect a new account to the platform (an account of its own: its objects, events "
+        "and ids; the one clock), optionally seeded; requests with Stripe-Account: its id "
+        "then act on it",
+        '{"id": "acct_...", "status": "connected", "objects": {...}, "account": {...}}',
+        (
+            Field("id", "string", '"acct_..."', "the account id (default: a random acct_ id)"),
+            Field("type", "string", '"standard" | "express" | "custom"', "the account type"),
+            Field("country", "string", '"US"', "two-letter country code"),
+            Field("email", "string", '"shop@example.com"', "the account's email"),
+            Field("default_currency", "string", '"usd"', "the account's default currency"),
+            Field("metadata", "object", "{key: value}", "the account's metadata"),
+            Field(
+                "api_version", "string", '"2024-06-20"', "its API version (default: the platform's)"
+            ),
+            Field("preset", "string", '"demo"', "seed it with a named dataset"),
+            Field("promotion_codes", COUNT, "N", "seed it with promotion codes"),
+            Field("coupons", COUNT, "N", "seed coupons (default promotion_codes/10)"),
+            Field("products", COUNT, "N", "seed products (default promotion_codes/10)"),
+            Field("seed", COUNT, "1", "random seed of its dataset (default 1)"),
+            Field("span_days", COUNT, "365", "days over which its objects were created"),
+        ),
+        {"email": "shop@example.com", "promotion_codes": 20},
+    ),
+    Control(
+        "POST",
+        f"{PREFIX}/connected_accounts/{{id}}/disconnect",
+        _disconnect,
+        "the account revokes the platform's access (OAuth deauthorization): it leaves "
+        "GET /v1/accounts and requests for it get Stripe's 403 account_invalid",
+        '{"id": ..., "status": "disconnected", ...}',
+    ),
+    Control(
+        "DELETE",
+        f"{PREFIX}/connected_accounts/{{id}}",
+        _delete_connected,
+        "delete a connected account: as disconnected, for good",
+        '{"id": ..., "status": "deleted", ...}',
+    ),
+    Control(
+        "GET",
+        f"{PREFIX}/connected_accounts/{{id}}/state/{{kind}}",
+        _connected_state,
+        "the truth in one connected account: every live object of a kind (coupon, product, "
+        "promotion_code, event)",
+        "{id: object}",
+    ),
+    Control(
+        "GET",
+        f"{PREFIX}/connect",
+        _connect,
+        "the Connect settings (readings of what Stripe leaves silent)",
+        '{"own_account_header": ..., "both_headers": ..., "connect_budget": ...}',
+    ),
+    Control(
+        "POST",
+        f"{PREFIX}/connect",
+        _connect,
+        "change the Connect settings (see Connect in stripe_emulator/README.md)",
+        '{"own_account_header": ..., "both_headers": ..., "connect_budget": ...}',
+        (
+            Field(
+                "own_account_header",
+                "string",
+                '"refuse" | "accept"',
+                "the platform's own id in Stripe-Account: 403, or its own account",
+            ),
+            Field(
+                "both_headers",
+                "string",
+                '"refuse" | "context"',
+                "Stripe-Account and Stripe-Context together: 400, or Stripe-Context wins",
+            ),
+            Field(
+                "connect_budget",
+                "string",
+                '"platform" | "per_account"',
+                "whose rate limits a request for a connected account draws on",
+            ),
+        ),
+        {"connect_budget": "per_account"},
     ),
 )
 

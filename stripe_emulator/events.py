@@ -28,6 +28,7 @@ class EventRecord:
     idempotency_key: str | None
     visible_at: float
     livemode: bool
+    account: str | None = None  # the connected account it happened in (None: the platform)
 
 
 def wildcard(pattern: str) -> re.Pattern[str]:
@@ -51,9 +52,16 @@ class Events(Collection[EventRecord]):
         "delivery_success": p.boolean,
     }
 
-    def __init__(self, account: Any) -> None:
-        super().__init__(account)
-        self.visibility_delay = 0.0
+    @property
+    def visibility_delay(self) -> float:
+        """Emulated seconds before a new event is listed or retrievable (the emulator's
+        setting: `Account.set_event_delay`)."""
+        delay: float = self.account.shared.event_delay
+        return delay
+
+    @visibility_delay.setter
+    def visibility_delay(self, seconds: float) -> None:
+        self.account.shared.event_delay = seconds
 
     def emit(
         self,
@@ -84,6 +92,7 @@ class Events(Collection[EventRecord]):
             idempotency_key=ctx.idempotency_key if ctx else None,
             visible_at=now + self.visibility_delay if at is None else created,
             livemode=self.account.livemode,
+            account=self.account.event_account,
         )
         self.insert(record)
         return record
@@ -92,7 +101,7 @@ class Events(Collection[EventRecord]):
         self, record: EventRecord, api_version: str, expand: frozenset[str] = frozenset()
     ) -> dict[str, Any]:
         # Events keep the version they were created in, whatever the request asks for.
-        return {
+        body: dict[str, Any] = {
             "id": record.id,
             "object": "event",
             "api_version": record.api_version,
@@ -103,6 +112,9 @@ class Events(Collection[EventRecord]):
             "request": {"id": record.request_id, "idempotency_key": record.idempotency_key},
             "type": record.type,
         }
+        if record.account is not None:  # "These events include an account attribute"
+            body = {"account": record.account, **body}
+        return body
 
     def purge_expired(self) -> None:
         """Forget events past retention, oldest first."""

@@ -16,6 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Mode = Literal["live", "test"]
+# Whose budget a request made for a connected account (`Stripe-Account`) draws on: Stripe says
+# limits are "per Stripe account" and is silent on Connect, so the strict reading, the
+# platform's (every request made with the platform's key shares its windows), is the default.
+ConnectBudget = Literal["platform", "per_account"]
+CONNECT_BUDGETS: tuple[ConnectBudget, ...] = ("platform", "per_account")
 WINDOW_SECONDS = 1.0
 DOCS = "learn more about rate limits here https://stripe.com/docs/rate-limits."
 OPERATION_NAME = re.compile(r"^(GET|POST|DELETE) /v1/\S+$")
@@ -72,11 +77,14 @@ class RateLimits:
     operation: float | None
     operations: dict[str, float | None]
     count_rejected: bool
+    connect_budget: ConnectBudget
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._lock = threading.Lock()
-        self._windows: dict[tuple[Mode, str | None], Window] = {}
+        # Keyed by (budget, mode, operation): budget None is the platform's own (the key's
+        # account), else a connected account's id (only with connect_budget="per_account").
+        self._windows: dict[tuple[str | None, Mode, str | None], Window] = {}
         self._rejected: Counter[str] = Counter()
         self._paused = 0
         self.reset()
@@ -99,8 +107,21 @@ class RateLimits:
         """Back to Stripe's defaults, with empty windows and no rejections counted."""
         self.configure(**DEFAULTS)
         with self._lock:
+            self.connect_budget = "platform"
             self._windows.clear()
             self._rejected.clear()
+
+    def set_connect_budget(self, budget: str) -> None:
+        """Whose windows a request made for a connected account counts in: `"platform"` (the
+        default: every request made with the platform's key shares the platform's account-wide
+        and per-operation windows) or `"per_account"` (each connected account has its own).
+
+        Kept apart from `settings()`, which names Stripe's documented limits only.
+        """
+        if budget not in CONNECT_BUDGETS:
+            raise ValueError(f"connect_budget is platform or per_account, not {budget!r}")
+        with self._lock:
+            self.connect_budget = budget
 
     def rejected(self) -> dict[str, int]:
         """Requests answered 429 so far, by operation (`unknown` for URLs Stripe lacks)."""
@@ -122,23 +143,28 @@ class RateLimits:
             with self._lock:
                 self._paused -= 1
 
-    def admit(self, mode: Mode, operation: str | None) -> Decision:
-        """Decide one API request as it arrives; `operation` None counts account-wide only."""
+    def admit(self, mode: Mode, operation: str | None, account: str | None = None) -> Decision:
+        """Decide one API request as it arrives; `operation` None counts account-wide only.
+
+        `account` is the connected account the request is made for (None: the key's own
+        account); it has windows of its own only with `connect_budget="per_account"`.
+        """
         with self._lock:
             if not self.enabled or self._paused:
                 return ADMITTED
             now = self.clock()
+            budget = account if self.connect_budget == "per_account" else None
             account_limit = self.live if mode == "live" else self.test
-            account = self._window(mode, None)
-            windows = [account]
+            whole = self._window(budget, mode, None)
+            windows = [whole]
             refusal: Decision | None = None
             if operation is not None:
-                own = self._window(mode, operation)
+                own = self._window(budget, mode, operation)
                 windows.append(own)
                 limit = self.limit_for(operation)
                 if own.full(now, limit):
                     refusal = Decision(False, _message(limit, mode, operation))
-            if account.full(now, account_limit) and refusal is None:
+            if whole.full(now, account_limit) and refusal is None:
                 refusal = Decision(False, _message(account_limit, mode, None))
             if refusal is None or self.count_rejected:
                 for window in windows:
@@ -148,10 +174,10 @@ class RateLimits:
             self._rejected[operation or UNKNOWN_OPERATION] += 1
             return refusal
 
-    def _window(self, mode: Mode, operation: str | None) -> Window:
-        window = self._windows.get((mode, operation))
+    def _window(self, budget: str | None, mode: Mode, operation: str | None) -> Window:
+        window = self._windows.get((budget, mode, operation))
         if window is None:
-            window = self._windows[(mode, operation)] = Window()
+            window = self._windows[(budget, mode, operation)] = Window()
         return window
 
 

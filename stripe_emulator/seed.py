@@ -19,7 +19,7 @@ from .products import ProductRecord
 from .promotion_codes import PromotionCodeRecord
 
 if TYPE_CHECKING:
-    from .account import Account
+    from .account import AccountState
 
 DAY = 24 * 3600
 PRESETS: dict[str, dict[str, int]] = {
@@ -67,7 +67,7 @@ def _metadata(rng: random.Random, share: float) -> dict[str, str]:
 
 
 def seed_account(
-    account: Account,
+    account: AccountState,
     *,
     preset: str | None = None,
     coupons: int | None = None,
@@ -120,7 +120,7 @@ def seed_account(
 
 
 def _seed_products(
-    account: Account, rng: random.Random, times: list[int], recent: float
+    account: AccountState, rng: random.Random, times: list[int], recent: float
 ) -> list[ProductRecord]:
     records = []
     for number, created in enumerate(times):
@@ -157,7 +157,7 @@ def _seed_products(
 
 
 def _seed_coupons(
-    account: Account,
+    account: AccountState,
     rng: random.Random,
     times: list[int],
     products: list[ProductRecord],
@@ -211,7 +211,7 @@ def _seed_coupons(
 
 
 def _seed_promotion_codes(
-    account: Account,
+    account: AccountState,
     rng: random.Random,
     times: list[int],
     coupons: list[CouponRecord],
@@ -267,7 +267,7 @@ def _redeemable_coupon(coupons: list[CouponRecord], index: int, at: int) -> Coup
 
 
 def _seed_deletion(
-    account: Account, record: CouponRecord | ProductRecord, rng: random.Random, recent: float
+    account: AccountState, record: CouponRecord | ProductRecord, rng: random.Random, recent: float
 ) -> None:
     """A seeded object that was deleted: kept for references, announced if recent."""
     deleted_at = int(rng.uniform(record.created, account.clock.now() - 60))
@@ -283,7 +283,7 @@ def _seed_deletion(
         account.events.emit(f"{kind}.deleted", rendered, None, at=deleted_at)
 
 
-def _record_recent_events(account: Account, since: float, version: str) -> None:
+def _record_recent_events(account: AccountState, since: float, version: str) -> None:
     """`*.created` events for objects created within retention, in creation order."""
     recent: list[tuple[int, int, str, dict[str, Any]]] = []
     targets: tuple[Collection[Any], ...] = (

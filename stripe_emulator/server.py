@@ -1,4 +1,5 @@
-"""The thin HTTP layer: parse, rate-limit, inject faults, authenticate, call the account, answer.
+"""The thin HTTP layer: parse, rate-limit, inject faults, authenticate, pick the account the
+request acts on (`Stripe-Account` / `Stripe-Context`), call it, answer.
 
 aiohttp serves it (measured against uvicorn in benchmarks/RESULTS.md; it also exposes the
 transport, which dropped-connection faults need). It binds 127.0.0.1 only.
@@ -31,16 +32,21 @@ from .rate_limits import key_mode
 
 HOST = "127.0.0.1"
 ACCOUNT = web.AppKey("account", Account)
-COLLECTIONS = "coupons|products|promotion_codes|events"
+COLLECTIONS = "coupons|products|promotion_codes|events|accounts"
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One row of the API: HTTP method and path to an account operation."""
+    """One row of the API: HTTP method and path to an account operation.
+
+    `collection` is fixed for a path without `{collection}`; without `{id}`, a `retrieve` is
+    of the account the request acts on (`GET /v1/account`).
+    """
 
     method: str
     path: str
     operation: str
+    collection: str | None = None
 
 
 ENDPOINTS = (
@@ -49,6 +55,7 @@ ENDPOINTS = (
     Endpoint("GET", f"/v1/{{collection:{COLLECTIONS}}}/{{id}}", "retrieve"),
     Endpoint("POST", f"/v1/{{collection:{COLLECTIONS}}}/{{id}}", "update"),
     Endpoint("DELETE", f"/v1/{{collection:{COLLECTIONS}}}/{{id}}", "delete"),
+    Endpoint("GET", "/v1/account", "retrieve", collection="accounts"),
 )
 
 
@@ -87,7 +94,7 @@ def make_api_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[we
     """The handler for one endpoint row."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        return await serve_api(request, endpoint.operation)
+        return await serve_api(request, endpoint.operation, endpoint.collection)
 
     return handle
 
@@ -102,12 +109,18 @@ def operation_name(request: web.Request) -> str:
     return f"{request.method} {template}"
 
 
-async def serve_api(request: web.Request, operation: str | None) -> web.StreamResponse:
-    """Rate limits and faults, then auth, version and parameters, then the account's answer."""
+async def serve_api(
+    request: web.Request, operation: str | None, fixed_collection: str | None = None
+) -> web.StreamResponse:
+    """Rate limits and faults, then auth, the account acted on, version and parameters, then
+    that account's answer."""
     account = request.app[ACCOUNT]
-    collection = request.match_info.get("collection")
+    collection = request.match_info.get("collection") or fixed_collection
     name = operation_name(request)
     account.requests[name] += 1
+    # None when absent; an empty value is a value (it names no account).
+    stripe_account = request.headers.get("Stripe-Account")
+    stripe_context = request.headers.get("Stripe-Context")
     request_id = "req_" + uuid.uuid4().hex[:14]
     headers = {
         "Request-Id": request_id,
@@ -116,7 +129,9 @@ async def serve_api(request: web.Request, operation: str | None) -> web.StreamRe
     # Limits count a request when it arrives, before any injected latency; an unknown URL
     # counts account-wide only.
     decision = account.rate_limits.admit(
-        key_mode(api_key(request)), name if operation is not None else None
+        key_mode(api_key(request)),
+        name if operation is not None else None,
+        account.budget_for(stripe_account, stripe_context),
     )
     plan = account.faults.plan(failures=decision.admitted)
     if plan.latency:
@@ -131,10 +146,11 @@ async def serve_api(request: web.Request, operation: str | None) -> web.StreamRe
         if plan.outcome == "server_error":
             raise StripeError(500, "An unknown error occurred", type="api_error")
         write = request.method != "GET"
-        account.keys.check(
-            api_key(request), write=write, resource=(collection or "resource").rstrip("s")
-        )
-        version = check_api_version(request.headers.get("Stripe-Version") or account.api_version)
+        key = api_key(request)
+        account.keys.check(key, write=write, resource=(collection or "resource").rstrip("s"))
+        # The platform's own account, or the connected account the headers name (else 403).
+        target = account.for_request(stripe_account, stripe_context, key)
+        version = check_api_version(request.headers.get("Stripe-Version") or target.api_version)
         headers["Stripe-Version"] = version
         if operation is None:
             raise StripeError(
@@ -143,22 +159,21 @@ async def serve_api(request: web.Request, operation: str | None) -> web.StreamRe
                 "https://stripe.com/docs or we can help at https://support.stripe.com/.",
             )
         idempotency_key = request.headers.get("Idempotency-Key") if write else None
-        replay = account.idempotency.get(idempotency_key) if idempotency_key else None
+        replay = target.idempotency.get(idempotency_key) if idempotency_key else None
         if replay is not None:
             return json_response(replay[1], replay[0], {**headers, "Idempotent-Replayed": "true"})
         params = await request_params(request)
-        ctx = RequestContext(version, request_id, idempotency_key)
+        ctx = RequestContext(version, request_id, idempotency_key, key)
+        object_id = request.match_info.get("id") or (target.id if fixed_collection else None)
         try:
-            body = account.handle(
-                str(collection), operation, request.match_info.get("id"), params, ctx
-            )
+            body = target.handle(str(collection), operation, object_id, params, ctx)
             status = 200
         except StripeError as error:
             if not idempotency_key:
                 raise
             body, status = error.body(), error.status
         if idempotency_key:
-            account.idempotency[idempotency_key] = (status, body)
+            target.idempotency[idempotency_key] = (status, body)
         return json_response(body, status, headers)
     except StripeError as error:
         return json_response(error.body(), error.status, headers)
