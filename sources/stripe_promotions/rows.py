@@ -125,27 +125,39 @@ def _as_id(value: Any) -> Any:
     return value.get("id") if isinstance(value, Mapping) else value
 
 
-def observation_arrays(observations: Sequence[Observation]) -> dict[str, pa.Array]:
-    """The bookkeeping columns (OBSERVATION_COLUMNS) for a table of rows."""
-    deletions = [o.deletion for o in observations]
+def observation_values(observation: Observation) -> dict[str, Any]:
+    """The bookkeeping columns' values (OBSERVATION_COLUMNS) of every row of one observation."""
+    deletion, patched = observation.deletion, observation.patched_fields
     return {
-        "_observed_at": pa.array([o.observed_at for o in observations], pa.int64()),
-        "_observed_rank": pa.array([int(o.rank) for o in observations], pa.int64()),
-        "_observed_sequence": pa.array([o.sequence for o in observations], pa.int64()),
-        "_observed_via": pa.array([o.via for o in observations], pa.string()),
-        "_observation_key": pa.array([o.key for o in observations], pa.string()),
-        "_api_version": pa.array([o.api_version for o in observations], pa.string()),
-        "_patched_fields": pa.array(
-            [
-                None if o.patched_fields is None else json_text(list(o.patched_fields))
-                for o in observations
-            ],
-            pa.string(),
-        ),
-        "_deleted": pa.array([d is not None for d in deletions], pa.bool_()),
-        "_deleted_at": pa.array([d and d.at for d in deletions], pa.int64()),
-        "_deletion_source": pa.array([d and d.source for d in deletions], pa.string()),
-        "_deletion_reason": pa.array([d and d.reason for d in deletions], pa.string()),
+        "_observed_at": observation.observed_at,
+        "_observed_rank": int(observation.rank),
+        "_observed_sequence": observation.sequence,
+        "_observed_via": observation.via,
+        "_observation_key": observation.key,
+        "_api_version": observation.api_version,
+        "_patched_fields": None if patched is None else json_text(list(patched)),
+        "_deleted": deletion is not None,
+        "_deleted_at": deletion and deletion.at,
+        "_deletion_source": deletion and deletion.source,
+        "_deletion_reason": deletion and deletion.reason,
+    }
+
+
+def observation_arrays(chunks: Sequence[tuple[Observation, int]]) -> dict[str, pa.Array]:
+    """The bookkeeping columns for chunks of rows that share an observation (a page is one
+    chunk): each a run of one value, made by Arrow rather than row by row."""
+    parts: dict[str, list[pa.Array]] = {name: [] for name in OBSERVATION_COLUMNS}
+    for observation, rows in chunks:
+        for name, value in observation_values(observation).items():
+            kind = ARROW_TYPES[OBSERVATION_COLUMNS[name]]
+            parts[name].append(pa.repeat(pa.scalar(value, kind), rows))
+    return {
+        name: arrays[0]
+        if len(arrays) == 1
+        else pa.concat_arrays(arrays)
+        if arrays
+        else pa.array([], ARROW_TYPES[OBSERVATION_COLUMNS[name]])
+        for name, arrays in parts.items()
     }
 
 
@@ -211,7 +223,7 @@ def objects_table(object_type: str, pages: Sequence[tuple[Observation, Sequence[
                     for found, value in zip(restrictions, values, strict=True)
                 ]
         arrays[name] = pa.array(values, type=ARROW_TYPES[kind]) if kind else _inferred(values)
-    arrays.update(observation_arrays([seen for seen, page in pages for _ in range(len(page))]))
+    arrays.update(observation_arrays([(seen, len(page)) for seen, page in pages]))
     return pa.table(arrays)
 
 
