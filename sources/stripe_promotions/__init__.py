@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .batch import BatchError
     from .errors import (
+        StripeAccountError,
         StripeApiError,
         StripeAuthError,
         StripePermissionError,
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "BatchError": "batch",
     "RunStats": "stats",
+    "StripeAccountError": "errors",
     "StripeApiError": "errors",
     "StripeAuthError": "errors",
     "StripePermissionError": "errors",
@@ -37,6 +39,7 @@ _EXPORTS = {
 __all__ = [
     "BatchError",
     "RunStats",
+    "StripeAccountError",
     "StripeApiError",
     "StripeAuthError",
     "StripePermissionError",

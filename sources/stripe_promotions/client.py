@@ -21,8 +21,9 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from .credentials import check_api_base, check_key, key_mode, redact_key
+from .credentials import check_account, check_api_base, check_key, key_mode, redact_key
 from .errors import (
+    StripeAccountError,
     StripeApiError,
     StripeAuthError,
     StripePermissionError,
@@ -31,6 +32,7 @@ from .errors import (
 )
 from .rate_limit import RateBudget
 from .settings import (
+    ACCOUNT_PATH,
     API_VERSION,
     CONNECT_TIMEOUT_SECONDS,
     FIRST_CONTACT_ATTEMPTS,
@@ -78,12 +80,18 @@ class StripeApi:
         max_workers: int | None = None,
         page_size: int = PAGE_SIZE,
         on_request: Callable[[], None] | None = None,
+        account: str | None = None,
+        budget: RateBudget | None = None,
     ) -> None:
         self._key = check_key(api_key)
         self.api_version = api_version
         self.api_base = check_api_base(api_base)
+        # A connected account this client acts for (Stripe-Account); None: the key's own.
+        self.account = check_account(account) if account is not None else None
         self.rate = max_requests_per_second or RATE_LIMITS[key_mode(self._key)]
-        self.budget = RateBudget(self.rate, max_requests_per_second_per_operation)
+        # Clients for several accounts of one platform may share one budget: Stripe does not
+        # say whose limits a platform's requests for a connected account count against.
+        self.budget = budget or RateBudget(self.rate, max_requests_per_second_per_operation)
         self.max_attempts = max_attempts
         if not 1 <= page_size <= 100:
             raise StripeSourceError(f"page_size must be between 1 and 100, not {page_size}")
@@ -91,6 +99,8 @@ class StripeApi:
         per_operation = self.budget.per_operation
         self.max_workers = max_workers or max(2, min(32, math.ceil(per_operation * 0.35)))
         headers = {"Authorization": f"Bearer {self._key}", "Stripe-Version": api_version}
+        if self.account is not None:
+            headers["Stripe-Account"] = self.account
         self._http = Transport(headers, REQUEST_TIMEOUT_SECONDS)
         self._lock = threading.Lock()
         self.requests_made = 0
@@ -111,7 +121,8 @@ class StripeApi:
         self._stop = threading.Event()
 
     def __repr__(self) -> str:
-        return f"StripeApi({self.api_base!r}, key={redact_key(self._key)})"
+        account = f", account={self.account!r}" if self.account else ""
+        return f"StripeApi({self.api_base!r}, key={redact_key(self._key)}{account})"
 
     # -- single requests -----------------------------------------------------------------------
     def get(
@@ -180,7 +191,8 @@ class StripeApi:
         if status == 429 or (status == 400 and error.get("code") == "rate_limit"):
             raise _Failure("rate_limit", status, message, request_id)
         kinds = {400: "invalid", 404: "invalid", 401: "auth", 402: "other", 403: "permission"}
-        raise _Failure(kinds.get(status, "server"), status, message, request_id)
+        code = error.get("code")
+        raise _Failure(kinds.get(status, "server"), status, message, request_id, code)
 
     def retrieve(self, path: str, object_id: str, expand: tuple[str, ...] = ()) -> Page:
         """One object by id; an empty page when Stripe says it does not exist."""
@@ -195,6 +207,14 @@ class StripeApi:
             return Page([], False, self.server_time or int(time.time()))
         body, server_time = found
         return Page([body], False, server_time)
+
+    def own_account(self) -> dict[str, Any]:
+        """The account this client acts for: the key's own, or its connected account."""
+        found = self.get(ACCOUNT_PATH, {}, what="the account")
+        if found is None:
+            raise StripeApiError(f"Stripe answered 404 for {ACCOUNT_PATH}.")
+        account: dict[str, Any] = found[0]
+        return account
 
     def _count(self) -> None:
         with self._lock:
@@ -233,6 +253,14 @@ class StripeApi:
             return StripeAuthError(
                 f"Stripe refused the API key {redact_key(self._key)} (401): {failure.why()} "
                 "Check that the key is current and belongs to this account."
+            )
+        if failure.kind == "permission" and failure.code == "account_invalid":
+            account = self.account or "(none)"
+            return StripeAccountError(
+                f"The API key {redact_key(self._key)} may not act for account {account} "
+                f"(403): {failure.why()} The account may have disconnected from the platform "
+                "or been deleted; the other accounts are not affected.",
+                account,
             )
         if failure.kind == "permission":
             return StripePermissionError(
@@ -283,9 +311,11 @@ class _Failure(Exception):
         status: int | None = None,
         message: str | None = None,
         request_id: str | None = None,
+        code: str | None = None,  # Stripe's error code, e.g. account_invalid
     ) -> None:
         super().__init__(kind, status, message)
         self.kind, self.status, self.message, self.request_id = kind, status, message, request_id
+        self.code = code
 
     def why(self) -> str:
         """Stripe's message, with the request id for support."""

@@ -10,6 +10,8 @@ from .errors import StripeAuthError, StripeSourceError
 # A secret (sk_) or restricted (rk_) key, live or test.
 _KEY = r"(sk|rk)_(test|live)_[0-9A-Za-z]"
 KEY_FORMAT = re.compile(rf"^{_KEY}+$")
+# A connected account's id, sent as `Stripe-Account` to act for it (Stripe Connect).
+ACCOUNT_FORMAT = re.compile(r"^acct_[0-9A-Za-z]+$")
 # A key inside any text (a message, a traceback), to scrub before it is shown.
 KEY_IN_TEXT = re.compile(rf"\b{_KEY}{{4,}}")
 
@@ -39,6 +41,16 @@ def check_key(key: str | None) -> str:
             "(sk_live_…/sk_test_…) or a restricted key (rk_live_…/rk_test_…)."
         )
     return key
+
+
+def check_account(account_id: str) -> str:
+    """A connected account's id, or an error saying what one looks like."""
+    if not ACCOUNT_FORMAT.match(account_id):
+        raise StripeSourceError(
+            f"{account_id!r} is not a Stripe account id: connected accounts are named "
+            "acct_… (sources.stripe.accounts)."
+        )
+    return account_id
 
 
 def check_api_base(url: str) -> str:

@@ -15,6 +15,15 @@ class StripePermissionError(StripeSourceError):
     """The key may not read what we need (403)."""
 
 
+class StripeAccountError(StripePermissionError):
+    """The key may not act for a connected account (403 `account_invalid`): it disconnected,
+    was deleted, or never was this platform's."""
+
+    def __init__(self, message: str, account_id: str) -> None:
+        super().__init__(message)
+        self.account_id = account_id
+
+
 class StripeUnreachableError(StripeSourceError):
     """No answer from the base URL after every retry."""
 

@@ -65,5 +65,9 @@ OBJECT_TYPES: Final = {
     )
 }
 EVENTS_PATH: Final = "/v1/events"
+# The key's own account (or, with Stripe-Account, that connected account), and a platform's
+# connected accounts (paged, with a `created` filter, like every list).
+ACCOUNT_PATH: Final = "/v1/account"
+ACCOUNTS_PATH: Final = "/v1/accounts"
 # Stripe's `types[]` filter takes at most this many exact event names per request.
 MAX_EVENT_TYPES: Final = 20
