@@ -337,6 +337,23 @@ def test_an_object_missing_from_a_full_listing_is_deleted_at_its_start(
         assert coupons[coupon_id]["deleted_at"] is None
 
 
+def test_an_object_whose_created_nobody_observed_counts_as_listable(raw: RawWarehouse) -> None:
+    """A batch patch of an id never read (no `created` observed) before a full listing that
+    did not list it: gone, like any object the listing covers; listed after it: present."""
+    raw.load(
+        coupons=[
+            observe("co_patched", T, via="batch", patched=["metadata"], metadata='{"k":"v"}'),
+            observe("co_late", T + 200, via="batch", patched=["metadata"], metadata="{}"),
+        ],
+        full_listings=[listing("coupon", T + 100, 5000, created_from=CREATED - 500)],
+    )
+    coupons = raw.current("coupons")
+    assert coupons["co_patched"]["is_deleted"] is True
+    assert coupons["co_patched"]["deletion_source"] == "full_listing"
+    assert coupons["co_patched"]["created"] is None
+    assert coupons["co_late"]["is_deleted"] is False
+
+
 def test_only_the_newest_full_listing_of_the_type_counts(raw: RawWarehouse) -> None:
     """An older listing that would flag an object does not; the newest one decides."""
     raw.load(
