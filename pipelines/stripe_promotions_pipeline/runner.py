@@ -18,7 +18,6 @@ from .destination_state import reconcile
 from .errors import (
     RunError,
     RunInterrupted,
-    explain,
     interruption,
     is_terminal_load_failure,
     was_interrupted,
@@ -128,12 +127,7 @@ def failure(
         return interruption(phase, pending=has_pending_data(pipeline), pipeline=pipeline)
     if isinstance(error, RunLockedError):
         return error  # raised before anything was touched
-    message = explain(
-        error,
-        destination=settings.destination,
-        duckdb_file=settings.duckdb_path(),
-        pipelines_dir=pipeline.pipelines_dir if pipeline is not None else None,
-    )
+    message = settings.explain(error, pipeline.pipelines_dir if pipeline is not None else None)
     if has_pending_data(pipeline) and not is_terminal_load_failure(error):
         message += (
             " The current-state tables are as the last complete run left them; the data "

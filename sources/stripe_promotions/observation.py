@@ -15,8 +15,10 @@ docs/OBSERVATIONS.md says the same for analysts.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
+from itertools import count
 
 
 class Rank(IntEnum):
@@ -66,19 +68,25 @@ def sequence_now() -> int:
     return time.time_ns()
 
 
-def sequence_block(count: int) -> range:
-    """`count` consecutive sequence numbers starting now, for events in Stripe's order.
+def event_sequences() -> Iterator[int]:
+    """Consecutive sequence numbers from now, for events numbered in Stripe's order.
 
-    Take the block before reading the events: reading `count` events takes far longer than
-    `count` nanoseconds, so anything observed after them gets a higher number.
+    Start it before reading the events: reading N events takes far longer than N
+    nanoseconds, so anything observed after them gets a higher number.
     """
-    start = time.time_ns()
-    return range(start, start + count)
+    return count(time.time_ns())
 
 
-def read(observed_at: int, sequence: int, via: str, api_version: str | None = None) -> Observation:
-    """A list page or a retrieve: the slot is the way of reading."""
-    return Observation(observed_at, Rank.READ, sequence, via, via, api_version)
+def read(
+    observed_at: int,
+    sequence: int,
+    via: str,
+    api_version: str | None = None,
+    rank: Rank = Rank.READ,
+) -> Observation:
+    """A list page or a retrieve: the slot is the way of reading. A re-read after a run's
+    events ranks with them (Rank.EVENT): it saw their changes."""
+    return Observation(observed_at, rank, sequence, via, via, api_version)
 
 
 def tombstone(observed_at: int, sequence: int, via: str, deletion: Deletion) -> Observation:

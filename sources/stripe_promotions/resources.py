@@ -30,8 +30,8 @@ from .observation import (
     Deletion,
     Observation,
     Rank,
+    event_sequences,
     read,
-    sequence_block,
     sequence_now,
     tombstone,
 )
@@ -230,8 +230,8 @@ def events(connect: Connector, planner: Planner, lag: int, stats: RunStats) -> D
         newest = cursor
         recent: list[tuple[int, str]] = []
         unseen: list[Mapping[str, Any]] = []
-        # Numbered before reading: anything observed after the events ranks above them.
-        started = sequence_now()
+        # Numbered from before reading: anything observed after the events ranks above them.
+        numbers = event_sequences()
         listings = connect.lister()
         pages = chain(
             listings.list_pages(
@@ -254,10 +254,8 @@ def events(connect: Connector, planner: Planner, lag: int, stats: RunStats) -> D
         # Stripe lists newest first: numbered oldest first, a later event ranks higher. (One
         # type's events come from one filter, so one object's events are in one list.)
         changes = EventBatch("event")
-        for event, sequence in zip(
-            reversed(unseen), range(started, started + len(unseen)), strict=True
-        ):
-            changes.add(event, sequence)
+        for event in reversed(unseen):
+            changes.add(event, next(numbers))
         stats.changes.update(changes.counts)
         for table_name, table in changes.tables():
             stats.rows[f"{table_name}/event"] += table.num_rows
@@ -315,10 +313,7 @@ def retrieved(
     if found:
         version = api.api_version
         chunks = [
-            (
-                Observation(p.server_time, rank, p.received_ns, "retrieve", "retrieve", version),
-                [obj],
-            )
+            (read(p.server_time, p.received_ns, "retrieve", version, rank), [obj])
             for obj, p in found
         ]
         stats.rows[f"{object_type.table}/retrieve"] += len(chunks)
@@ -366,7 +361,7 @@ def batch(
         changes = EventBatch("batch")
         chunks: list[tuple[Observation, list[Mapping[str, Any]]]] = []
         # Saved webhooks run oldest first: a later item is a newer event.
-        numbers = iter(sequence_block(len(checked)))
+        numbers = event_sequences()
         for item in checked:
             if item.get("object") == "event":
                 changes.add(item, next(numbers))
