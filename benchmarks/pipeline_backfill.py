@@ -184,7 +184,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
     after = me.cpu_times()
     stop.set()
     sampler.join()
-    api = result.stats.api
+    api = result.stats.apis[0] if result.stats.apis else None
     return {
         "startup_s": imported - started,
         "calibration_ms": calibration,
@@ -194,7 +194,7 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
         "api_s": answers[-1] - answers[0] if answers else 0.0,
         "answers": [round(t - began, 3) for t in answers],
         "requests": result.stats.requests,
-        "retries": api.retries if api else 0,
+        "retries": result.stats.retries,
         "workers": api.max_workers if api else 0,
         "rate": api.rate if api else 0.0,
         "rows": dict(result.stats.rows),

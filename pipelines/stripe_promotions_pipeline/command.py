@@ -3,7 +3,8 @@
 Installed as the console script `stripe-pipeline`; `python pipelines/stripe_pipeline.py` runs
 the same `main`. Without a subcommand it runs the incremental load and the transforms.
 Subcommands: sync-all, sync-ids, sync-batch, soft-delete (the four verbs), transform, query,
-demo. Exit code 0 only on success.
+demo. Exit code 0 only on success; PARTLY_FAILED when some accounts failed and the others
+loaded (Stripe Connect).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .runner import run_sync, run_transforms_only
 from .summary import TRY_QUERY, summary
 
 TYPES = tuple(OBJECT_TYPES)
+# Exit codes: 1 a failure (nothing new loaded), 3 some accounts failed and the others loaded.
+FAILED, PARTLY_FAILED, INTERRUPTED = 1, 3, 130
 DESCRIPTION = """\
 Load Stripe coupons, products and promotion codes, with their updates and deletions, into
 DuckDB (default) or a warehouse, then build the current-state tables stripe.coupons,
@@ -35,12 +38,18 @@ EPILOG = """\
 The Stripe API key comes from STRIPE_API_KEY, or api_key under [sources.stripe] in
 .dlt/secrets.toml (SOURCES__STRIPE__API_KEY): a secret key (sk_live_/sk_test_) or a
 restricted key with read access to coupons, products, promotion codes and events.
-Global options may come before or after the subcommand. Exit code 0 only on success.
+Global options may come before or after the subcommand. Stripe Connect platforms pick
+accounts with --account (repeatable) or --all-accounts, or sources.stripe.accounts
+(SOURCES__STRIPE__ACCOUNTS): absent, the key's own account.
+
+Exit codes: 0 success; 1 failure (nothing new loaded); 3 partly failed: some accounts failed
+(the summary names them and why), the others loaded; 130 interrupted.
 
 examples:
   stripe_pipeline.py                                  incremental load into stripe_pipeline.duckdb
   stripe_pipeline.py --destination postgres sync-all  list everything; flag what is gone
   stripe_pipeline.py sync-ids --type coupon SUMMER25  re-read one coupon
+  stripe_pipeline.py --all-accounts                   the platform and every connected account
   stripe_pipeline.py query "SELECT * FROM stripe.coupons LIMIT 5"
   stripe_pipeline.py demo                             try it against the bundled emulator"""
 TYPE_HELP = f"object type: {', '.join(TYPES[:-1])} or {TYPES[-1]}"
@@ -62,6 +71,21 @@ def global_options(suppress: bool) -> argparse.ArgumentParser:
         default=default,
         metavar="URL",
         help="Stripe API base URL (default https://api.stripe.com, or SOURCES__STRIPE__API_BASE)",
+    )
+    group.add_argument(
+        "--account",
+        action="append",
+        dest="accounts",
+        default=default,
+        metavar="ID",
+        help="a connected account (acct_...) to read; repeatable (default: "
+        "sources.stripe.accounts, or the key's own account)",
+    )
+    group.add_argument(
+        "--all-accounts",
+        action="store_true",
+        default=default if suppress else False,
+        help="the key's own account and every connected account (Stripe Connect)",
     )
     group.add_argument(
         "--quiet",
@@ -191,8 +215,17 @@ def demo() -> Callable[[PipelineConfig], None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; print a summary, or a message saying what to fix."""
     args = parse_args(argv)
+    if args.all_accounts and args.accounts:
+        print("error: use --account or --all-accounts, not both.", file=sys.stderr)
+        return FAILED
+    accounts: tuple[str, ...] | str | None = "all" if args.all_accounts else None
+    if args.accounts:
+        accounts = tuple(dict.fromkeys(args.accounts))
     settings = PipelineConfig(
-        destination=args.destination, api_base=args.api_base, progress=not args.quiet
+        destination=args.destination,
+        api_base=args.api_base,
+        progress=not args.quiet,
+        accounts=accounts,
     )
     try:
         if args.command == "demo":
@@ -206,14 +239,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "query":
             print_query(settings, args.sql, args.limit, as_csv=args.csv)
         else:
-            print(summary(run_sync(request_for(args), settings)))
+            result = run_sync(request_for(args), settings)
+            print(summary(result))
+            if result.partly_failed:
+                return PARTLY_FAILED
     except (RunError, StripeSourceError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return FAILED
     except RunInterrupted as interrupted:
         print(f"interrupted: {interrupted}", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except KeyboardInterrupt:
         print("interrupted before the run started: nothing was changed.", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     return 0

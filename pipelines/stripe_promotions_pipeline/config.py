@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import dlt
+from dlt.common.destination import Destination
 
 from stripe_promotions import SyncRequest
+from stripe_promotions.credentials import check_account
 from stripe_promotions.settings import OBJECT_TYPES
 
 from .errors import RunError, explain
@@ -32,6 +34,9 @@ class PipelineConfig:
 
     destination: str = "duckdb"
     api_base: str | None = None
+    # Stripe Connect: "all", or connected account ids (None: `sources.stripe.accounts`, or
+    # the key's own account).
+    accounts: tuple[str, ...] | str | None = None
     pipeline_name: str = PIPELINE_NAME
     dataset_name: str = DATASET_NAME
     pipelines_dir: str | None = None
@@ -42,6 +47,12 @@ class PipelineConfig:
     transforms_dir: Path | None = None
     # Seconds to wait for another run of this pipeline (None: STRIPE_PIPELINE_LOCK_WAIT, or 5).
     lock_wait: float | None = None
+    # Build the current-state tables after the load (an orchestrator's per-account load does
+    # not: one transforms step follows all of them).
+    transform: bool = True
+    # dlt's staging dataset for merges (None: dlt's `<dataset>_staging`); per-account loads
+    # running at once each need their own.
+    staging_dataset: str | None = None
 
     @classmethod
     def from_env(cls, **options: Any) -> PipelineConfig:
@@ -49,6 +60,26 @@ class PipelineConfig:
         duckdb), no progress display; the rest from dlt's config."""
         config = cls(destination=os.environ.get(DESTINATION_ENV) or "duckdb", progress=False)
         return replace(config, **options)
+
+    def for_account(self, account_id: str) -> PipelineConfig:
+        """One account's load in a fan-out (Dagster partition, Airflow mapped task): a dlt
+        pipeline of its own (its own state and working folder) with its own staging dataset,
+        so loads of different accounts may run at once; no transforms."""
+        check_account(account_id)
+        return replace(
+            self,
+            accounts=(account_id,),
+            pipeline_name=f"{self.pipeline_name}__{account_id}",
+            staging_dataset=f"{self.dataset_name}_staging__{account_id}",
+            transform=False,
+            progress=False,
+        )
+
+    def single_account(self) -> str | None:
+        """The one account a run is limited to, if it is."""
+        if isinstance(self.accounts, tuple) and len(self.accounts) == 1:
+            return self.accounts[0]
+        return None
 
     def duckdb_path(self) -> str:
         """The DuckDB file this pipeline writes (dlt's default: <pipeline name>.duckdb here)."""
@@ -85,8 +116,13 @@ def make_pipeline(config: PipelineConfig) -> dlt.Pipeline:
             "makes stripe.coupons ambiguous. The default is stripe_pipeline.duckdb."
         )
     destination: Any = config.destination
+    options: dict[str, Any] = {}
+    if config.staging_dataset:
+        options["staging_dataset_name_layout"] = config.staging_dataset
     if config.destination == "duckdb" and config.duckdb_file:
-        destination = dlt.destinations.duckdb(config.duckdb_file)
+        destination = dlt.destinations.duckdb(config.duckdb_file, **options)
+    elif options:
+        destination = Destination.from_reference(config.destination, **options)
     pipeline: dlt.Pipeline = dlt.pipeline(
         pipeline_name=config.pipeline_name,
         destination=destination,

@@ -13,8 +13,11 @@ from stripe_promotions_transforms.runner import SCHEMA
 from .errors import RunError
 
 
-def seen_ids(pipeline: dlt.Pipeline, object_type: str, ids: tuple[str, ...]) -> set[str]:
-    """Which of `ids` the current-state table holds (none before the first transforms)."""
+def seen_ids(
+    pipeline: dlt.Pipeline, object_type: str, ids: tuple[str, ...], account: str | None
+) -> set[str]:
+    """Which of `ids` the current-state table holds for `account` (None: for any account;
+    none before the first transforms)."""
     table = OBJECT_TYPES[object_type].table
     with pipeline.sql_client() as client:
         found = client.execute_sql(
@@ -26,13 +29,23 @@ def seen_ids(pipeline: dlt.Pipeline, object_type: str, ids: tuple[str, ...]) -> 
         if not found or not found[0][0]:
             return set()
         placeholders = ", ".join(["%s"] * len(ids))
-        rows = client.execute_sql(
-            f"SELECT id FROM {SCHEMA}.{table} WHERE id IN ({placeholders})", *ids
+        query = f"SELECT id FROM {SCHEMA}.{table} WHERE id IN ({placeholders})"
+        columns = client.execute_sql(
+            "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name = %s AND column_name = 'account_id'",
+            SCHEMA,
+            table,
         )
+        if account is not None and columns and columns[0][0]:
+            rows = client.execute_sql(f"{query} AND account_id = %s", *ids, account)
+        else:
+            rows = client.execute_sql(query, *ids)
     return {str(row[0]) for row in rows or []}
 
 
-def checked_request(pipeline: dlt.Pipeline, request: SyncRequest) -> SyncRequest:
+def checked_request(
+    pipeline: dlt.Pipeline, request: SyncRequest, account: str | None = None
+) -> SyncRequest:
     """The request with the ids the destination never saw marked, or refused for soft delete.
 
     Sync by ids records nothing for an unseen id Stripe does not know either; soft delete
@@ -41,14 +54,15 @@ def checked_request(pipeline: dlt.Pipeline, request: SyncRequest) -> SyncRequest
     if request.mode not in ("sync_by_ids", "soft_delete") or not request.ids:
         return request
     object_type = request.object_types[0]
-    seen = seen_ids(pipeline, object_type, request.ids)
+    seen = seen_ids(pipeline, object_type, request.ids, account)
     unseen = tuple(i for i in dict.fromkeys(request.ids) if i not in seen)
     if request.mode == "sync_by_ids":
         return replace(request, unseen_ids=unseen)
     if unseen and not request.force:
         names = ", ".join(map(repr, unseen))
         raise RunError(
-            f"Never seen by this pipeline: {object_type} {names}. Nothing was recorded. Check "
+            f"Never seen by this pipeline{' in ' + account if account else ''}: {object_type} "
+            f"{names}. Nothing was recorded. Check "
             "the id (ids are case-sensitive), or pass --force (force=True) to record the "
             "soft delete anyway."
         )

@@ -6,12 +6,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import dlt
 from dlt.common.pipeline import get_dlt_pipelines_dir
 
 from stripe_promotions import RunStats, SyncRequest, stripe_source
 from stripe_promotions_transforms import TableChanges, run_transforms
+from stripe_promotions_transforms.runner import HERE as DEFAULT_SQL_DIR
 
 from .config import OBJECT_TABLES, PipelineConfig, make_pipeline
 from .destination_state import reconcile
@@ -41,6 +43,11 @@ class RunResult:
     resumed: bool
     notes: list[str]
 
+    @property
+    def partly_failed(self) -> bool:
+        """Some accounts failed (named in `stats.failed_accounts`); the others loaded."""
+        return bool(self.stats.failed_accounts)
+
 
 def run_sync(request: SyncRequest, settings: PipelineConfig | None = None) -> RunResult:
     """Run one load (incremental, or one of the verbs) and the transforms after it."""
@@ -60,10 +67,13 @@ def run_sync(request: SyncRequest, settings: PipelineConfig | None = None) -> Ru
             if reconciled:
                 notes.append(reconciled)
             resumed = finish_interrupted_run(pipeline, progress, notes)
-            request = checked_request(pipeline, request)
+            account = settings.single_account() or own_account(pipeline)
+            request = checked_request(pipeline, request, account)
             options = dict(settings.source_options)
             if settings.api_base:
                 options["api_base"] = settings.api_base
+            if settings.accounts is not None:
+                options["accounts"] = settings.accounts
             source = stripe_source(request=request, stats=stats, check_now=True, **options)
             with progress.step("extracting"):
                 pipeline.extract(source)
@@ -71,10 +81,15 @@ def run_sync(request: SyncRequest, settings: PipelineConfig | None = None) -> Ru
                 pipeline.normalize()
             with progress.step("loading"):
                 with_memory_to_spare(pipeline.load)
-            with progress.step("transforming"):
-                tables = build_current_state(pipeline, settings)
+            tables = []
+            if settings.transform:
+                with progress.step("transforming"):
+                    tables = build_current_state(pipeline, settings)
     except (Exception, KeyboardInterrupt) as error:
         raise failure(error, pipeline, settings, progress.phase) from error
+    if stats.failed_accounts and len(stats.failed_accounts) == len(stats.accounts):
+        reasons = "; ".join(f"{a}: {why}" for a, why in sorted(stats.failed_accounts.items()))
+        raise RunError(f"Every account failed, nothing new was loaded. {reasons}")
     return RunResult(
         request=request,
         stats=stats,
@@ -149,12 +164,19 @@ def build_current_state(pipeline: dlt.Pipeline, config: PipelineConfig) -> list[
     """The SQL transforms (from the configured folder) for the object-type table's types; on
     DuckDB, once more under DuckDB's own memory limit if ours was too small."""
 
+    sql_dir = config.transforms_dir or DEFAULT_SQL_DIR
+
     def transform() -> list[TableChanges]:
-        if config.transforms_dir is None:
-            return run_transforms(pipeline, OBJECT_TABLES)
-        return run_transforms(pipeline, OBJECT_TABLES, config.transforms_dir)
+        return run_transforms(pipeline, OBJECT_TABLES, sql_dir, own_account(pipeline))
 
     return with_memory_to_spare(transform)
+
+
+def own_account(pipeline: dlt.Pipeline) -> str | None:
+    """The key's own account id, as the source noted it in its state (None before a load)."""
+    source: dict[str, Any] = pipeline.state.get("sources", {}).get("stripe", {})
+    found = source.get("own_account")
+    return str(found) if found else None
 
 
 def finish_interrupted_run(pipeline: dlt.Pipeline, progress: Progress, notes: list[str]) -> bool:

@@ -20,10 +20,10 @@ MODES = {
 def summary(result: RunResult) -> str:
     """Per object type: new, updated, deleted; requests, time, where the data is, a query."""
     stats = result.stats
-    retries = stats.api.retries if stats.api else 0
+    accounts = f" for {len(stats.accounts):,} accounts" if len(stats.accounts) > 1 else ""
     lines = [
-        f"{MODES[result.request.mode]} done in {result.seconds:.1f} s: "
-        f"{stats.requests:,} Stripe API requests ({retries:,} retried).",
+        f"{MODES[result.request.mode]} done in {result.seconds:.1f} s{accounts}: "
+        f"{stats.requests:,} Stripe API requests ({stats.retries:,} retried).",
         f"  {'':<16}{'new':>8}{'updated':>9}{'deleted':>9}{'rows':>9}",
     ]
     for table in result.tables:
@@ -32,6 +32,12 @@ def summary(result: RunResult) -> str:
             f"{table.rows:>9,}"
         )
     lines += [f"Note: {note}" for note in result.notes]
+    if stats.failed_accounts:
+        lines.append(
+            f"Failed: {len(stats.failed_accounts):,} of {len(stats.accounts):,} accounts; the "
+            "others loaded. Their next run resumes where they stopped:"
+        )
+        lines += [f"  {account}: {why}" for account, why in sorted(stats.failed_accounts.items())]
     lines.append(f"Data: {result.location}")
     lines.append(f"Try:  {query_command(result.destination)}")
     return "\n".join(lines)

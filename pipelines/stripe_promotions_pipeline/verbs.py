@@ -7,6 +7,7 @@
     coupons.soft_delete("SUMMER20", reason="retired by finance")
 
 Each is a pipeline run followed by the transforms; keyword options go to `PipelineConfig`.
+`account="acct_..."` acts on a connected account (Stripe Connect); default the key's own.
 """
 
 from __future__ import annotations
@@ -31,22 +32,28 @@ class ObjectSync:
     def __repr__(self) -> str:
         return f"ObjectSync({self.object_type!r})"
 
-    def sync_all(self, **settings: Any) -> RunResult:
-        """List every object; those no longer listed become soft-deleted."""
-        return run_sync(SyncRequest("sync_all", (self.object_type,)), _settings(settings))
+    def sync_all(self, account: str | None = None, **settings: Any) -> RunResult:
+        """List every object; those no longer listed become soft-deleted. `account="all"`
+        lists every connected account too."""
+        request = SyncRequest("sync_all", (self.object_type,))
+        return run_sync(request, _settings(settings, account))
 
-    def sync_by_ids(self, ids: Iterable[str], **settings: Any) -> RunResult:
+    def sync_by_ids(
+        self, ids: Iterable[str], account: str | None = None, **settings: Any
+    ) -> RunResult:
         """Retrieve these ids; one Stripe does not know becomes a deletion tombstone (unless the
         pipeline never saw it: then nothing is recorded)."""
         wanted = tuple(ids)
         if not wanted:
             raise ValueError("sync_by_ids needs at least one id")
-        return run_sync(
-            SyncRequest("sync_by_ids", (self.object_type,), ids=wanted), _settings(settings)
-        )
+        request = SyncRequest("sync_by_ids", (self.object_type,), ids=wanted)
+        return run_sync(request, _settings(settings, account))
 
     def sync_batch(
-        self, batch: str | Path | Sequence[Mapping[str, Any]], **settings: Any
+        self,
+        batch: str | Path | Sequence[Mapping[str, Any]],
+        account: str | None = None,
+        **settings: Any,
     ) -> RunResult:
         """Load objects (or saved webhook events) from a list or a JSON/JSONL file, all or none.
 
@@ -56,7 +63,7 @@ class ObjectSync:
         items = read_batch_file(batch) if isinstance(batch, str | Path) else list(batch)
         checked = validate_batch(self.object_type, items)
         request = SyncRequest("sync_batch", (self.object_type,), items=tuple(checked))
-        return run_sync(request, _settings(settings))
+        return run_sync(request, _settings(settings, account))
 
     def soft_delete(
         self,
@@ -64,6 +71,7 @@ class ObjectSync:
         reason: str | None = None,
         *,
         force: bool = False,
+        account: str | None = None,
         **settings: Any,
     ) -> RunResult:
         """Mark ids deleted by hand, without touching Stripe; a later observation clears it.
@@ -76,11 +84,12 @@ class ObjectSync:
         request = SyncRequest(
             "soft_delete", (self.object_type,), ids=wanted, reason=reason, force=force
         )
-        return run_sync(request, _settings(settings))
+        return run_sync(request, _settings(settings, account))
 
 
-def _settings(options: Mapping[str, Any]) -> PipelineConfig:
-    return PipelineConfig(**{"progress": False, **options})
+def _settings(options: Mapping[str, Any], account: str | None) -> PipelineConfig:
+    accounts = account if account in (None, "all") else (account,)
+    return PipelineConfig(**{"progress": False, "accounts": accounts, **options})
 
 
 coupons = ObjectSync("coupon")

@@ -12,8 +12,9 @@ T = TypeVar("T")
 WAITING_PER_PRODUCER = 2
 
 
-def interleaved(iterables: Iterable[Iterable[T]]) -> Iterator[T]:
-    """The items of every iterable, each drained in a thread of its own, in arrival order.
+def interleaved(iterables: Iterable[Iterable[T]], at_most: int | None = None) -> Iterator[T]:
+    """The items of every iterable, drained in threads (`at_most` at once; default one each),
+    in arrival order.
 
     Listings of different object types are different rate-limited operations: read one after
     another, each waits on its own limit while the account's budget goes unused. An error in
@@ -24,7 +25,9 @@ def interleaved(iterables: Iterable[Iterable[T]]) -> Iterator[T]:
         for source in sources:
             yield from source
         return
-    ready: queue.Queue[tuple[str, object]] = queue.Queue(WAITING_PER_PRODUCER * len(sources))
+    ready: queue.Queue[tuple[str, object]] = queue.Queue(
+        WAITING_PER_PRODUCER * min(len(sources), at_most or len(sources))
+    )
     stop = threading.Event()
 
     def put(kind: str, value: object) -> bool:
@@ -36,24 +39,33 @@ def interleaved(iterables: Iterable[Iterable[T]]) -> Iterator[T]:
                 continue
         return False
 
-    def drain(source: Iterable[T]) -> None:
-        try:
-            for item in source:
-                if not put("item", item):
-                    return
-        except BaseException as error:  # handed to the consumer, which raises it
-            put("error", error)
-            return
-        put("done", None)
+    waiting = iter(sources)
+    taking = threading.Lock()
 
+    def drain() -> None:
+        while True:
+            with taking:
+                source = next(waiting, None)
+            if source is None:
+                return
+            try:
+                for item in source:
+                    if not put("item", item):
+                        return
+            except BaseException as error:  # handed to the consumer, which raises it
+                put("error", error)
+                return
+            put("done", None)
+
+    workers = min(len(sources), at_most or len(sources))
     threads = [
-        threading.Thread(target=drain, args=(source,), name="stripe-interleave", daemon=True)
-        for source in sources
+        threading.Thread(target=drain, name="stripe-interleave", daemon=True)
+        for _ in range(workers)
     ]
     for thread in threads:
         thread.start()
     try:
-        running = len(threads)
+        running = len(sources)
         while running:
             kind, value = ready.get()
             if kind == "item":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -67,45 +67,21 @@ class Plan:
     mode: str = "incremental"  # the run's mode, as asked
 
 
-class Connector:
-    """The run's Stripe client, made on first use: building the source needs no key yet
-    (an orchestrator may load definitions where the key is not set)."""
-
-    def __init__(self, factory: Callable[[], StripeApi], stats: RunStats) -> None:
-        self._factory = factory
-        self._stats = stats
-        self._api: StripeApi | None = None
-        self._lister: Lister | None = None
-        self._lock = threading.Lock()
-
-    def __call__(self) -> StripeApi:
-        with self._lock:
-            if self._api is None:
-                self._api = self._factory()
-                self._stats.api = self._api
-            return self._api
-
-    def lister(self) -> Lister:
-        """The run's listings, over its client (they share its rate limits and CPU)."""
-        api = self()
-        with self._lock:
-            if self._lister is None:
-                self._lister = Lister(api)
-            return self._lister
-
-
 class Planner:
-    """Makes the plan on first use: one cheap events request gives Stripe's clock."""
+    """Makes one account's plan on first use: one cheap events request gives Stripe's clock."""
 
     def __init__(
         self,
-        connect: Connector,
+        api: StripeApi,
         request: SyncRequest,
         lag: int,
         types: Sequence[ObjectType],
         stats: RunStats,
+        account_id: str,
     ) -> None:
-        self.connect, self.request, self.lag, self.stats = connect, request, lag, stats
+        self.api, self.request, self.lag, self.stats = api, request, lag, stats
+        self.account_id = account_id
+        self.lister = Lister(api)
         self.event_filters = event_filters(types)
         self._plan: Plan | None = None
         self._failed: StripeSourceError | None = None
@@ -125,13 +101,14 @@ class Planner:
             return self._plan
 
     def _make(self, events_state: Mapping[str, Any]) -> Plan:
-        api = self.connect()
+        api = self.api
         cursor = events_state.get("cursor")
         if cursor is not None and self.request.mode == "incremental":
             # The first events page doubles as the clock reading: a quiet run costs 4 requests.
             events_from = max(0, int(cursor) - self.lag)
-            listings = self.connect.lister()
-            first = listings.first_page(EVENTS_PATH, low=events_from, params=self.event_filters[0])
+            first = self.lister.first_page(
+                EVENTS_PATH, low=events_from, params=self.event_filters[0]
+            )
             now = first[0].server_time
         else:
             found = api.get(EVENTS_PATH, {"limit": 1}, what="events")
@@ -145,7 +122,8 @@ class Planner:
             days = (now - cursor) / 86400
             types = ", ".join(OBJECT_TYPES[t].table for t in self.request.object_types)
             self.stats.note(
-                f"The events cursor is {days:.0f} days old and Stripe keeps events for 30 days: "
+                f"The events cursor of {self.account_id} is {days:.0f} days old and Stripe "
+                "keeps events for 30 days: "
                 f"listing all {types} instead, so changes and deletions in the gap are caught."
             )
             return Plan(now, None, self.request.object_types)

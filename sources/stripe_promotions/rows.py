@@ -180,7 +180,7 @@ def column_hints(columns: Mapping[str, str]) -> dict[str, TColumnSchema]:
 
 def object_table_hints(object_type: str) -> dict[str, TColumnSchema]:
     """Column hints for an object table: the object's fields and the observation columns."""
-    hints = column_hints({**OBJECT_COLUMNS[object_type], **OBSERVATION_COLUMNS})
+    hints = column_hints({"account_id": TEXT, **OBJECT_COLUMNS[object_type], **OBSERVATION_COLUMNS})
     hints["_observed_at"]["dedup_sort"] = "desc"
     return hints
 

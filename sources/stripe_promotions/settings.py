@@ -69,5 +69,7 @@ EVENTS_PATH: Final = "/v1/events"
 # connected accounts (paged, with a `created` filter, like every list).
 ACCOUNT_PATH: Final = "/v1/account"
 ACCOUNTS_PATH: Final = "/v1/accounts"
+# Accounts a resource reads at once (Connect): each account's listings are further parallel.
+ACCOUNTS_AT_ONCE: Final = 16
 # Stripe's `types[]` filter takes at most this many exact event names per request.
 MAX_EVENT_TYPES: Final = 20

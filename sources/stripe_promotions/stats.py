@@ -20,13 +20,20 @@ class RunStats:
     rows: Counter[str] = field(default_factory=Counter)  # "coupons/list" -> rows
     changes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, action) events
     notes: list[str] = field(default_factory=list)
-    api: StripeApi | None = None
+    apis: list[StripeApi] = field(default_factory=list)  # one client per account
+    accounts: list[str] = field(default_factory=list)  # the accounts the run reads
+    failed_accounts: dict[str, str] = field(default_factory=dict)  # account -> why
     started: float = field(default_factory=time.monotonic)
 
     @property
     def requests(self) -> int:
         """API requests made so far, retries included."""
-        return self.api.requests_made if self.api else 0
+        return sum(api.requests_made for api in list(self.apis))
+
+    @property
+    def retries(self) -> int:
+        """Requests tried again (429, 5xx, connection errors)."""
+        return sum(api.retries for api in list(self.apis))
 
     def note(self, message: str) -> None:
         """Something the user should read in the output (e.g. a full re-listing)."""

@@ -15,7 +15,10 @@ import pyarrow as pa
 from .rows import ARROW_TYPES, BIGINT, BOOL, JSON, TEXT, column_hints, object_table_hints
 from .settings import OBJECT_TYPES, ObjectType
 
+# Whose object a row is (Stripe Connect): the key's own account id, or a connected account's.
+ACCOUNT_COLUMN: Final = "account_id"
 EVENT_COLUMNS: Final = {
+    ACCOUNT_COLUMN: TEXT,
     "id": TEXT,
     "type": TEXT,
     "object_type": TEXT,
@@ -29,6 +32,7 @@ EVENT_COLUMNS: Final = {
     "_observed_via": TEXT,
 }
 LISTING_COLUMNS: Final = {
+    ACCOUNT_COLUMN: TEXT,
     "listing_id": TEXT,
     "object_type": TEXT,
     "started_at": BIGINT,  # Stripe's clock before the first page: older observations are gone
@@ -39,6 +43,7 @@ LISTING_COLUMNS: Final = {
     "objects": BIGINT,
 }
 RUN_COLUMNS: Final = {
+    ACCOUNT_COLUMN: TEXT,
     "run_id": TEXT,
     "resource": TEXT,
     "mode": TEXT,
@@ -57,15 +62,16 @@ TABLE_COLUMNS: Final = {
     RUNS_TABLE: RUN_COLUMNS,
 }
 PRIMARY_KEYS: Final = {
-    EVENTS_TABLE: ("id",),
+    EVENTS_TABLE: (ACCOUNT_COLUMN, "id"),
     LISTINGS_TABLE: ("listing_id",),
-    RUNS_TABLE: ("run_id", "resource"),
+    RUNS_TABLE: ("run_id", "resource", ACCOUNT_COLUMN),
 }
 # Bumped whenever a raw table gains columns: the next run creates them even if it loads
-# nothing into that table (the transforms read every column). Shape 2: docs/OBSERVATIONS.md.
-RAW_SHAPE: Final = 2
-# An object table's key: the object and the observation slot it fills.
-OBJECT_KEY: Final = ("id", "_observation_key")
+# nothing into that table (the transforms read every column). Shape 2: docs/OBSERVATIONS.md;
+# shape 3 adds `account_id` to every table and key.
+RAW_SHAPE: Final = 3
+# An object table's key: the account, the object and the observation slot it fills.
+OBJECT_KEY: Final = (ACCOUNT_COLUMN, "id", "_observation_key")
 
 
 def object_hints(object_type: ObjectType) -> Any:
@@ -91,8 +97,13 @@ def hints_for(table_name: str) -> Any:
     )
 
 
-def routed(table: pa.Table, table_name: str) -> Any:
-    """An Arrow table sent to a raw table with that table's hints (any resource may send it)."""
+def routed(table: pa.Table, table_name: str, account_id: str | None) -> Any:
+    """An Arrow table of one account's rows sent to a raw table with that table's hints (any
+    resource may send it); `account_id` fills the table's first column."""
+    if ACCOUNT_COLUMN in table.column_names:
+        table = table.drop_columns([ACCOUNT_COLUMN])
+    owner = pa.repeat(pa.scalar(account_id, pa.string()), table.num_rows)
+    table = table.add_column(0, ACCOUNT_COLUMN, owner)
     return dlt.mark.with_hints(table, hints_for(table_name), create_table_variant=True)
 
 
@@ -107,6 +118,6 @@ def plain_table(table_name: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     )
 
 
-def with_table(table_name: str, rows: Sequence[Mapping[str, Any]]) -> Any:
-    """Rows for one of the tables besides objects, typed and routed."""
-    return routed(plain_table(table_name, rows), table_name)
+def with_table(table_name: str, rows: Sequence[Mapping[str, Any]], account_id: str | None) -> Any:
+    """One account's rows for one of the tables besides objects, typed and routed."""
+    return routed(plain_table(table_name, rows), table_name, account_id)

@@ -86,9 +86,8 @@ def test_runs_converge_through_injected_faults(
                 got["rate_limited"] += sum(account.rate_limits.rejected().values())
                 account.faults.reset()
                 account.rate_limits.reset()
-            stats = [result.stats.api for result in results]
-            assert None not in stats
-            retries = sum(api.retries for api in stats if api is not None)
+            assert all(result.stats.apis for result in results)
+            retries = sum(result.stats.retries for result in results)
             retried += retries
             made = sum(result.stats.requests for result in results)
             requests += made

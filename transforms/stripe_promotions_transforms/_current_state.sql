@@ -1,7 +1,8 @@
 -- Shared by every current-state table: the runner puts this in front of <table>.sql, with
 -- {object_type}, {raw_table} and the per-field lists (from the raw table's columns) filled in.
 -- It yields `current_state`: the newest observation of each object, each field as last
--- observed, whether, when and how it was deleted, and when and how we last saw it.
+-- observed, whether, when and how it was deleted, and when and how we last saw it. An object
+-- is its account and its id (Stripe Connect): the same id in two accounts is two objects.
 -- Every row of the raw table is one observation (a listing, a retrieve, an event, a batch
 -- item, a 404, a manual soft delete); docs/OBSERVATIONS.md explains the columns and the order.
 
@@ -13,7 +14,7 @@ WITH observations AS (
     SELECT
         *,
         ROW_NUMBER() OVER (
-            PARTITION BY id
+            PARTITION BY account_id, id
             ORDER BY _observed_at DESC, _observed_rank DESC, _observed_sequence DESC
         ) AS observation_rank
     FROM stripe_raw.{raw_table}
@@ -25,11 +26,13 @@ patched AS (
     -- other observation carries them all), with the rank of the newest observation carrying
     -- each field. The runner writes the list from the raw table's columns; for each field f:
     --   CAST(MIN(CASE WHEN _patched_fields IS NULL OR STRPOS(_patched_fields, '"f"') > 0
-    --       THEN observation_rank END) OVER (PARTITION BY id) AS INT) AS f__carrier
+    --       THEN observation_rank END) OVER (PARTITION BY account_id, id) AS INT) AS f__carrier
     SELECT *, {field_carriers}
     FROM observations
-    WHERE id IN (
-        SELECT id FROM observations WHERE observation_rank = 1 AND _patched_fields IS NOT NULL
+    WHERE (account_id, id) IN (
+        SELECT account_id, id
+        FROM observations
+        WHERE observation_rank = 1 AND _patched_fields IS NOT NULL
     )
 ),
 
@@ -37,7 +40,7 @@ newest AS (
     -- The newest observation of each object. A partial one gets every other field from the
     -- newest observation carrying it (a field nobody observed stays null): the runner writes
     -- the list, id and the observation's own `_` columns as they are, and for each field f:
-    --   NTH_VALUE(f, f__carrier) OVER (PARTITION BY id ORDER BY observation_rank
+    --   NTH_VALUE(f, f__carrier) OVER (PARTITION BY account_id, id ORDER BY observation_rank
     --       ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS f
     SELECT * FROM observations
     WHERE observation_rank = 1 AND _patched_fields IS NULL
@@ -47,13 +50,20 @@ newest AS (
 ),
 
 last_listing AS (
-    -- The newest complete listing of every object: one last observed before it started is
-    -- gone. The listing started as a read: an event or a deletion of its second is newer.
-    SELECT started_at, started_sequence, created_from
-    FROM stripe_raw.full_listings
-    WHERE object_type = '{object_type}'
-    ORDER BY started_at DESC, started_sequence DESC
-    LIMIT 1
+    -- Each account's newest complete listing of every object: one last observed before it
+    -- started is gone. The listing started as a read: an event or a deletion of its second
+    -- is newer.
+    SELECT account_id, started_at, started_sequence, created_from
+    FROM (
+        SELECT
+            account_id, started_at, started_sequence, created_from,
+            ROW_NUMBER() OVER (
+                PARTITION BY account_id ORDER BY started_at DESC, started_sequence DESC
+            ) AS newest
+        FROM stripe_raw.full_listings
+        WHERE object_type = '{object_type}'
+    ) AS listings
+    WHERE newest = 1
 ),
 
 as_of AS (
@@ -80,14 +90,15 @@ verdicts AS (
         l.started_at AS listing_started_at,
         a.synced_until
     FROM newest AS o
-    LEFT JOIN last_listing AS l ON TRUE
+    LEFT JOIN last_listing AS l ON l.account_id = o.account_id
     CROSS JOIN as_of AS a
 ),
 
 current_state AS (
     SELECT
+        v.account_id,
         v.* EXCLUDE (
-            observed_deleted, missing_from_listing, listing_started_at,
+            account_id, observed_deleted, missing_from_listing, listing_started_at,
             _observed_at, _observed_rank, _observed_sequence, _observed_via, _observation_key,
             _api_version, _patched_fields,
             _deleted, _deleted_at, _deletion_source, _deletion_reason

@@ -1,6 +1,9 @@
 """Bring a `stripe_raw` written by an earlier version to the current shape, before the
 transforms read it (in their transaction: a failure leaves both as they were).
 
+Shape 3 (0.3) adds `account_id` to every raw table and key (Stripe Connect): rows written
+before were the key's own account's, and get its id.
+
 Shape 1 (until 0.2) kept deletions in a table of their own and ordered observations within a
 second by one number, `_observed_order` (local ms for reads, about a million times more for
 events). Shape 2 (docs/OBSERVATIONS.md) makes every deletion an observation of the object and
@@ -92,3 +95,63 @@ def forget_legacy_tables(pipeline: dlt.Pipeline) -> None:
     if LEGACY_DELETIONS in schema.tables:
         schema.drop_tables([LEGACY_DELETIONS])
         pipeline.schemas.save_schema(schema)
+
+
+# The keys of shape 2, without `account_id`: a row the first load of shape 3 wrote again
+# under its account's id is the same row.
+SHAPE_2_KEYS = {
+    "events": ("id",),
+    "full_listings": ("listing_id",),
+    "sync_runs": ("run_id", "resource"),
+}
+OBJECT_KEY = ("id", "_observation_key")
+ACCOUNT = "account_id"
+
+
+def needs_account_ids(client: Any, table: str) -> bool:
+    """Whether the transforms have not run since the raw tables gained `account_id`: the
+    current-state table `stripe.<table>` is missing or has no `account_id` yet."""
+    rows = client.execute_sql(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = 'stripe' AND table_name = %s",
+        table,
+    )
+    columns = {str(row[0]) for row in rows or []}
+    return not columns or ACCOUNT not in columns
+
+
+def fill_account_ids(
+    client: Any, dataset: str, object_tables: dict[str, str], own_account: str | None
+) -> None:
+    """Shape 2 → 3, in the caller's transaction: rows without an account become the key's
+    own account's, and those the load after the upgrade wrote again under it go."""
+    tables = {**{t: OBJECT_KEY for t in object_tables}, **SHAPE_2_KEYS}
+    found = client.execute_sql(
+        "SELECT table_name FROM information_schema.columns WHERE table_schema = %s "
+        "AND column_name = %s",
+        dataset,
+        ACCOUNT,
+    )
+    present = {str(row[0]) for row in found or []}
+    for table, key in tables.items():
+        if table not in present:
+            continue
+        unowned = client.execute_sql(
+            f"SELECT COUNT(*) FROM {dataset}.{table} WHERE {ACCOUNT} IS NULL"
+        )
+        if not unowned or not unowned[0][0]:
+            continue
+        if own_account is None:
+            raise OutdatedRawData(
+                f"{dataset} was written before accounts: run a load "
+                "(python pipelines/stripe_pipeline.py) to learn the key's own account first."
+            )
+        columns = ", ".join(key)
+        client.execute_sql(
+            f"DELETE FROM {dataset}.{table} WHERE {ACCOUNT} IS NULL AND ({columns}) IN "
+            f"(SELECT {columns} FROM {dataset}.{table} WHERE {ACCOUNT} = %s)",
+            own_account,
+        )
+        client.execute_sql(
+            f"UPDATE {dataset}.{table} SET {ACCOUNT} = %s WHERE {ACCOUNT} IS NULL", own_account
+        )

@@ -30,4 +30,4 @@ SELECT
         ELSE 'redeemable'
     END AS status
 FROM current_state AS p
-LEFT JOIN stripe.coupons AS c ON c.id = p.coupon_id
+LEFT JOIN stripe.coupons AS c ON c.account_id = p.account_id AND c.id = p.coupon_id

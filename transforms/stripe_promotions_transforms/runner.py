@@ -17,7 +17,14 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.qualify import qualify
 
-from .migration import OutdatedRawData, forget_legacy_tables, migrate, needs_migration
+from .migration import (
+    OutdatedRawData,
+    fill_account_ids,
+    forget_legacy_tables,
+    migrate,
+    needs_account_ids,
+    needs_migration,
+)
 
 HERE = Path(__file__).parent
 SCHEMA = "stripe"
@@ -44,6 +51,8 @@ DLT_TYPES = {
     "binary": "BLOB",
     "time": "TIME",
 }
+# An object: its account (Stripe Connect) and its id.
+KEY = ("account_id", "id")
 # A raw object row's list of the fields it carries (a batch patch, a tombstone); NULL: all.
 PATCHED = "_patched_fields"
 # The bookkeeping columns of an object row the SQL reads (docs/OBSERVATIONS.md); others that
@@ -156,17 +165,18 @@ def field_lists(columns: Iterable[str]) -> dict[str, str]:
     """The per-field lists `_current_state.sql` leaves to the runner, from the raw table's
     columns (fields Stripe adds included): each field from the newest observation carrying it."""
     carriers, values = [], []
+    key = ", ".join(KEY)
     for name in columns:
-        if name == "id" or name.startswith("_"):  # the key, and the observation's own columns
+        if name in KEY or name.startswith("_"):  # the key, and the observation's own columns
             values.append(f'"{name}"')
             continue
         carries = f"""{PATCHED} IS NULL OR STRPOS({PATCHED}, '"{name}"') > 0"""
         carriers.append(
-            f"CAST(MIN(CASE WHEN {carries} THEN observation_rank END) OVER (PARTITION BY id) "
+            f"CAST(MIN(CASE WHEN {carries} THEN observation_rank END) OVER (PARTITION BY {key}) "
             f'AS INT) AS "{name}__carrier"'
         )
         values.append(
-            f'NTH_VALUE("{name}", "{name}__carrier") OVER (PARTITION BY id '
+            f'NTH_VALUE("{name}", "{name}__carrier") OVER (PARTITION BY {key} '
             f"ORDER BY observation_rank ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) "
             f'AS "{name}"'
         )
@@ -174,16 +184,25 @@ def field_lists(columns: Iterable[str]) -> dict[str, str]:
 
 
 def run_transforms(
-    pipeline: dlt.Pipeline, object_tables: Mapping[str, str], sql_dir: Path = HERE
+    pipeline: dlt.Pipeline,
+    object_tables: Mapping[str, str],
+    sql_dir: Path = HERE,
+    own_account: str | None = None,
 ) -> list[TableChanges]:
     """Rebuild one current-state table per object table (raw table name → object type, in
     build order: promotion_codes reads stripe.coupons); report what changed.
 
     `sql_dir` holds the SQL files (this folder by default; tests point it at altered copies).
-    A raw dataset of an earlier shape is migrated first, in the same transaction.
+    A raw dataset of an earlier shape is migrated first, in the same transaction; rows from
+    before accounts get `own_account`, the key's own account id.
     """
     dialect = dialect_of(pipeline)
     raw = raw_schema(pipeline, object_tables)
+    if any(KEY[0] not in columns for columns in raw.values()):
+        raise TransformError(
+            f"{pipeline.dataset_name} was written by an earlier version of this pipeline: run "
+            "a load (python pipelines/stripe_pipeline.py) to bring it to the current shape first."
+        )
     dataset = pipeline.dataset_name
     schema: dict[str, Any] = {RAW: raw}
     staged = {table: f"{table}__building" for table in object_tables}
@@ -192,14 +211,18 @@ def run_transforms(
         client.execute_sql(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         existing = _existing_tables(client, SCHEMA)
         migrating = needs_migration(client, dataset)
+        unowned = needs_account_ids(client, next(iter(object_tables)))
         with client.begin_transaction():
-            if migrating:
-                known = pipeline.default_schema.tables
-                columns = {t: set(known[t]["columns"]) for t in (*object_tables, *MARKER_TABLES)}
-                try:
+            try:
+                if migrating:
+                    known = pipeline.default_schema.tables
+                    tables = (*object_tables, *MARKER_TABLES)
+                    columns = {t: set(known[t]["columns"]) for t in tables}
                     migrate(client, dataset, dict(object_tables), columns)
-                except OutdatedRawData as outdated:
-                    raise TransformError(str(outdated)) from None
+                if unowned:
+                    fill_account_ids(client, dataset, dict(object_tables), own_account)
+            except OutdatedRawData as outdated:
+                raise TransformError(str(outdated)) from None
             for table, building in staged.items():
                 tree = build_sql(
                     table, object_tables[table], schema, dialect, dataset, staged, sql_dir
@@ -251,6 +274,8 @@ def _changes(
     before = _columns(client, table)
     compared = [c for c in columns if c not in BOOKKEEPING and c in before]
     differs = " OR ".join(f"n.{c} IS DISTINCT FROM o.{c}" for c in compared) or "FALSE"
+    # A table built before accounts has no account_id: its rows were the key's own account's.
+    same = " AND ".join(f"o.{c} = n.{c}" for c in KEY if c in before)
     new, updated, deleted = client.execute_sql(
         f"""
         SELECT
@@ -259,7 +284,7 @@ def _changes(
                        AND ({differs}) THEN 1 END),
             COUNT(CASE WHEN n.is_deleted AND (o.id IS NULL OR NOT o.is_deleted) THEN 1 END)
         FROM {new_table} AS n
-        LEFT JOIN {old_table} AS o ON o.id = n.id
+        LEFT JOIN {old_table} AS o ON {same}
         """
     )[0]
     return TableChanges(table, rows, new, updated, deleted, deleted_rows)
