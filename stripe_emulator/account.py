@@ -307,6 +307,10 @@ class Account(AccountState):
         self.keys = KeyRing()
         self.connect = ConnectHeaders()
         self.requests: Counter[str] = Counter()
+        # Requests that named a connected account (Stripe-Account / Stripe-Context), by id.
+        self.account_requests: Counter[str] = Counter()
+        # Connected accounts that disconnect once they have served this many requests.
+        self._disconnect_after: dict[str, int] = {}
         super().__init__(
             account_id=account_id,
             api_version=api_version,
@@ -339,6 +343,8 @@ class Account(AccountState):
             self.connect.reset()
             self.shared.reset()
             self.requests.clear()
+            self.account_requests.clear()
+            self._disconnect_after.clear()
             self._init_state()
 
     def set_event_delay(self, seconds: float) -> None:
@@ -431,6 +437,13 @@ class Account(AccountState):
         """The account is deleted: as disconnected, for good."""
         return self._end_connection(account_id, "deleted")
 
+    def disconnect_connected_account_after(self, account_id: str, requests: int) -> None:
+        """For tests of a run that loses an account midway: the account disconnects once it
+        has served `requests` more requests (the next one gets Stripe's 403)."""
+        with self.lock:
+            self.connected_account(account_id)
+            self._disconnect_after[account_id] = self.account_requests[account_id] + requests
+
     def _end_connection(self, account_id: str, status: Status) -> ConnectedAccount:
         with self.lock:
             connected = self.connected_account(account_id)
@@ -449,6 +462,13 @@ class Account(AccountState):
         if stripe_account is None and stripe_context is None:  # the usual case, unlocked
             return self
         with self.lock:
+            named = stripe_context if stripe_context is not None else stripe_account
+            if named is not None:
+                self.account_requests[named] += 1
+                limit = self._disconnect_after.get(named)
+                if limit is not None and self.account_requests[named] > limit:
+                    del self._disconnect_after[named]
+                    self.disconnect_connected_account(named)
             return resolve(self, self.connect, stripe_account, stripe_context, api_key)
 
     def budget_for(self, stripe_account: str | None, stripe_context: str | None) -> str | None:

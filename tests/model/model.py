@@ -2,13 +2,20 @@
 
 The oracle is Stripe itself (the emulator's state); the model only remembers what the
 pipeline was told by hand (soft deletes) and which changes it could not have seen yet.
+
+The emulator is a Connect platform: the key's own account and a few connected accounts, each
+with objects of its own (sometimes the same id as an object of another account). Changes land
+in any account; runs read all of them (`accounts="all"`), the key's own only, or one; the verbs
+act on one account (`account=`). A connected account may be disconnected or deleted: runs that
+name it fail for it alone, and its rows stay as they were. The current-state tables are
+compared per (account_id, id).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -18,14 +25,23 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from stripe_emulator import Account
+from stripe_emulator.account import AccountState
 from stripe_emulator.server import EmulatorServer
 from stripe_promotions import SyncRequest
+from stripe_promotions_pipeline import ObjectSync, RunError, RunResult
 from tests.support import Warehouse, as_json, setup_client
 
 DAY = 24 * 3600
 KINDS = ("coupon", "product", "promotion_code")
 TABLES = {"coupon": "coupons", "product": "products", "promotion_code": "promotion_codes"}
 OLD_VERSION, NEW_VERSION = "2024-06-20", "2026-10-28.endive"
+# Connected accounts: connected before the first step, and at most (one more may connect).
+CONNECTED_AT_START, CONNECTED_AT_MOST = 2, 3
+# Which accounts a run reads: all of them, the key's own (no `accounts`), or one named.
+SCOPES = ("all", "all", "own", "one")
+
+Key = tuple[str, str]  # (account_id, id): the current-state tables' key
+Snapshot = dict[str, dict[Key, dict[str, Any]]]  # kind -> key -> compared values
 
 # Fields compared between Stripe's object and the current-state row.
 FIELDS = {
@@ -63,6 +79,11 @@ def actual(kind: str, row: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def comparable(kind: str, row: dict[str, Any]) -> dict[str, Any]:
+    """What must not change in a row the run did not touch (its account not read)."""
+    return {**actual(kind, row), "is_deleted": row["is_deleted"], "deleted_at": row["deleted_at"]}
+
+
 class StripeModel(RuleBasedStateMachine):
     """Random changes in Stripe interleaved with pipeline runs in every mode."""
 
@@ -71,14 +92,21 @@ class StripeModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.server = EmulatorServer().start()
-        self.account: Account = self.server.account
+        self.platform: Account = self.server.account
         self.sdk = {
             version: setup_client(self.server.url, version)
             for version in (OLD_VERSION, NEW_VERSION)
         }
+        # The key's own account, as Stripe names it (GET /v1/account).
+        self.own = self.client.v1.accounts.retrieve_current().id
+        assert self.own == self.platform.id
+        self.connected = [
+            self.platform.add_connected_account().id for _ in range(CONNECTED_AT_START)
+        ]
+        self.gone: set[str] = set()  # disconnected or deleted: out of reach for good
         self.warehouse = self.make_warehouse(self.server.url)
         self.counter = 0
-        self.soft_deleted: dict[tuple[str, str], bool] = {}  # -> changed since
+        self.soft_deleted: dict[tuple[str, str, str], bool] = {}  # (account, kind, id) -> changed
         self.loaded = False
         # Hand-made deletions are stamped with Stripe's clock as the last run measured it: the
         # emulator's clock jumps, real clocks do not, so only soft-delete with a fresh reading.
@@ -88,20 +116,56 @@ class StripeModel(RuleBasedStateMachine):
         self.server.stop()
 
     # -- helpers ------------------------------------------------------------------------------
-    def state(self, kind: str) -> dict[str, dict[str, Any]]:
-        """Stripe's objects now, always in today's shape."""
-        return self.account.state(kind, NEW_VERSION)
+    def account(self, account_id: str) -> AccountState:
+        """An account's state in the emulator: the platform's own, or a connected one."""
+        if account_id == self.own:
+            return self.platform
+        return self.platform.connected_account(account_id)
 
-    def live(self, kind: str) -> list[str]:
-        return sorted(self.state(kind))
+    def known(self) -> list[str]:
+        """Every account that ever held objects: the own and every connected one."""
+        return [self.own, *self.connected]
+
+    def reachable(self) -> list[str]:
+        """The accounts the key can act on now."""
+        return [a for a in self.known() if a not in self.gone]
+
+    def state(self, kind: str, account_id: str) -> dict[str, dict[str, Any]]:
+        """Stripe's objects now, always in today's shape."""
+        return self.account(account_id).state(kind, NEW_VERSION)
+
+    def live(self, kind: str, account_id: str) -> list[str]:
+        return sorted(self.state(kind, account_id))
+
+    def holding(
+        self, kind: str, test: Callable[[dict[str, Any]], bool] = lambda obj: True
+    ) -> list[str]:
+        """Reachable accounts with a live object of a kind that passes `test`."""
+        return [a for a in self.reachable() if any(test(o) for o in self.state(kind, a).values())]
+
+    def foreign_ids(self, kind: str, account_id: str) -> list[str]:
+        """Ids of other accounts' objects that this account never had: creating one there
+        makes the same id in two accounts."""
+        mine = set(self.state(kind, account_id)) | self.account(account_id).deleted_ids(kind)
+        others = {
+            object_id
+            for other in self.known()
+            if other != account_id
+            for object_id in self.state(kind, other)
+        }
+        return sorted(others - mine)
+
+    def options(self, account_id: str) -> stripe.RequestOptions:
+        """The SDK's request options acting on an account (no header for the key's own)."""
+        return {} if account_id == self.own else {"stripe_account": account_id}
 
     def name(self, prefix: str) -> str:
         self.counter += 1
         return f"{prefix}{self.counter}"
 
-    def changed(self, kind: str, object_id: str) -> None:
-        if (kind, object_id) in self.soft_deleted:
-            self.soft_deleted[(kind, object_id)] = True
+    def changed(self, account_id: str, kind: str, object_id: str) -> None:
+        if (account_id, kind, object_id) in self.soft_deleted:
+            self.soft_deleted[(account_id, kind, object_id)] = True
 
     @property
     def client(self) -> stripe.StripeClient:
@@ -109,15 +173,26 @@ class StripeModel(RuleBasedStateMachine):
 
     # -- changes in Stripe --------------------------------------------------------------------
     @rule(
+        data=st.data(),
         percent=st.booleans(),
         currency=st.sampled_from(["usd", "eur", "jpy"]),
         max_redemptions=st.none() | st.integers(1, 2),
         redeem_in_days=st.none() | st.integers(1, 40),
+        reuse_id=st.booleans(),
     )
     def create_coupon(
-        self, percent: bool, currency: str, max_redemptions: int | None, redeem_in_days: int | None
+        self,
+        data: st.DataObject,
+        percent: bool,
+        currency: str,
+        max_redemptions: int | None,
+        redeem_in_days: int | None,
+        reuse_id: bool,
     ) -> None:
-        params: Any = {"id": self.name("CPN"), "duration": "once"}
+        account = data.draw(st.sampled_from(self.reachable()), label="account")
+        foreign = self.foreign_ids("coupon", account) if reuse_id else []
+        coupon_id = data.draw(st.sampled_from(foreign)) if foreign else self.name("CPN")
+        params: Any = {"id": coupon_id, "duration": "once"}
         if percent:
             params["percent_off"] = 12.5
         else:
@@ -125,154 +200,270 @@ class StripeModel(RuleBasedStateMachine):
         if max_redemptions:
             params["max_redemptions"] = max_redemptions
         if redeem_in_days:
-            params["redeem_by"] = int(self.account.clock.now()) + redeem_in_days * DAY
-        self.client.v1.coupons.create(params=params)
+            params["redeem_by"] = int(self.platform.clock.now()) + redeem_in_days * DAY
+        self.client.v1.coupons.create(params=params, options=self.options(account))
 
-    @precondition(lambda self: self.live("coupon"))
+    @precondition(lambda self: self.holding("coupon"))
     @rule(data=st.data(), rename=st.booleans())
     def update_coupon(self, data: st.DataObject, rename: bool) -> None:
-        coupon_id = data.draw(st.sampled_from(self.live("coupon")))
+        account = data.draw(st.sampled_from(self.holding("coupon")), label="account")
+        coupon_id = data.draw(st.sampled_from(self.live("coupon", account)))
         params: Any = {"name": self.name("n")} if rename else {"metadata": {"k": self.name("v")}}
-        self.client.v1.coupons.update(coupon_id, params=params)
-        self.changed("coupon", coupon_id)
+        self.client.v1.coupons.update(coupon_id, params=params, options=self.options(account))
+        self.changed(account, "coupon", coupon_id)
 
-    @precondition(lambda self: self.live("coupon"))
+    @precondition(lambda self: self.holding("coupon"))
     @rule(data=st.data())
     def delete_coupon(self, data: st.DataObject) -> None:
-        coupon_id = data.draw(st.sampled_from(self.live("coupon")))
-        self.client.v1.coupons.delete(coupon_id)
-        self.changed("coupon", coupon_id)
+        account = data.draw(st.sampled_from(self.holding("coupon")), label="account")
+        coupon_id = data.draw(st.sampled_from(self.live("coupon", account)))
+        self.client.v1.coupons.delete(coupon_id, options=self.options(account))
+        self.changed(account, "coupon", coupon_id)
 
-    @rule(archived=st.booleans())
-    def create_product(self, archived: bool) -> None:
+    @rule(data=st.data(), archived=st.booleans(), reuse_id=st.booleans())
+    def create_product(self, data: st.DataObject, archived: bool, reuse_id: bool) -> None:
+        account = data.draw(st.sampled_from(self.reachable()), label="account")
         params: Any = {"name": self.name("Product "), "active": not archived}
-        self.client.v1.products.create(params=params)
+        foreign = self.foreign_ids("product", account) if reuse_id else []
+        if foreign:
+            params["id"] = data.draw(st.sampled_from(foreign))
+        self.client.v1.products.create(params=params, options=self.options(account))
 
-    @precondition(lambda self: self.live("product"))
+    @precondition(lambda self: self.holding("product"))
     @rule(data=st.data(), field=st.sampled_from(["active", "name", "metadata"]))
     def update_product(self, data: st.DataObject, field: str) -> None:
-        product_id = data.draw(st.sampled_from(self.live("product")))
-        current = self.state("product")[product_id]
+        account = data.draw(st.sampled_from(self.holding("product")), label="account")
+        product_id = data.draw(st.sampled_from(self.live("product", account)))
+        current = self.state("product", account)[product_id]
         value = {
             "active": not current["active"],
             "name": self.name("Renamed "),
             "metadata": {"sku": self.name("s")},
         }[field]
         params: Any = {field: value}
-        self.client.v1.products.update(product_id, params=params)
-        self.changed("product", product_id)
+        self.client.v1.products.update(product_id, params=params, options=self.options(account))
+        self.changed(account, "product", product_id)
 
-    @precondition(lambda self: self.live("product"))
+    @precondition(lambda self: self.holding("product"))
     @rule(data=st.data())
     def delete_product(self, data: st.DataObject) -> None:
-        product_id = data.draw(st.sampled_from(self.live("product")))
-        self.client.v1.products.delete(product_id)
-        self.changed("product", product_id)
+        account = data.draw(st.sampled_from(self.holding("product")), label="account")
+        product_id = data.draw(st.sampled_from(self.live("product", account)))
+        self.client.v1.products.delete(product_id, options=self.options(account))
+        self.changed(account, "product", product_id)
 
-    @precondition(lambda self: any(c["valid"] for c in self.state("coupon").values()))
+    @precondition(lambda self: self.holding("coupon", lambda c: bool(c["valid"])))
     @rule(data=st.data(), old_api=st.booleans(), expires_in_days=st.none() | st.integers(1, 40))
     def create_code(self, data: st.DataObject, old_api: bool, expires_in_days: int | None) -> None:
-        valid = sorted(i for i, c in self.state("coupon").items() if c["valid"])
-        coupon = self.state("coupon")[data.draw(st.sampled_from(valid))]
+        accounts = self.holding("coupon", lambda c: bool(c["valid"]))
+        account = data.draw(st.sampled_from(accounts), label="account")
+        coupons = self.state("coupon", account)
+        valid = sorted(i for i, c in coupons.items() if c["valid"])
+        coupon = coupons[data.draw(st.sampled_from(valid))]
         params: Any = {"code": self.name("CODE")}
         if expires_in_days and coupon["redeem_by"] is None:
-            params["expires_at"] = int(self.account.clock.now()) + expires_in_days * DAY
+            params["expires_at"] = int(self.platform.clock.now()) + expires_in_days * DAY
         if old_api:
             params["coupon"] = coupon["id"]
         else:
             params["promotion"] = {"type": "coupon", "coupon": coupon["id"]}
-        self.sdk[OLD_VERSION if old_api else NEW_VERSION].v1.promotion_codes.create(params=params)
+        sdk = self.sdk[OLD_VERSION if old_api else NEW_VERSION]
+        sdk.v1.promotion_codes.create(params=params, options=self.options(account))
 
-    @precondition(lambda self: self.live("promotion_code"))
+    @precondition(lambda self: self.holding("promotion_code"))
     @rule(data=st.data())
     def toggle_code(self, data: st.DataObject) -> None:
-        codes = self.state("promotion_code")
+        account = data.draw(st.sampled_from(self.holding("promotion_code")), label="account")
+        codes = self.state("promotion_code", account)
         code_id = data.draw(st.sampled_from(sorted(codes)))
         try:
             self.client.v1.promotion_codes.update(
-                code_id, params={"active": not codes[code_id]["active"]}
+                code_id,
+                params={"active": not codes[code_id]["active"]},
+                options=self.options(account),
             )
         except stripe.InvalidRequestError:
             return  # reactivating a code whose coupon is no longer valid: Stripe says no
-        self.changed("promotion_code", code_id)
+        self.changed(account, "promotion_code", code_id)
 
-    @precondition(lambda self: any(c["active"] for c in self.state("promotion_code").values()))
+    @precondition(lambda self: self.holding("promotion_code", lambda c: bool(c["active"])))
     @rule(data=st.data())
     def redeem_code(self, data: st.DataObject) -> None:
-        codes = self.state("promotion_code")
+        accounts = self.holding("promotion_code", lambda c: bool(c["active"]))
+        account = data.draw(st.sampled_from(accounts), label="account")
+        codes = self.state("promotion_code", account)
         code_id = data.draw(st.sampled_from(sorted(i for i, c in codes.items() if c["active"])))
         try:
-            self.account.redeem(code_id)
+            self.account(account).redeem(code_id)
         except Exception:
             return  # expired or exhausted: nothing happened
-        self.changed("promotion_code", code_id)
-        self.changed("coupon", codes[code_id]["promotion"]["coupon"])
+        self.changed(account, "promotion_code", code_id)
+        self.changed(account, "coupon", codes[code_id]["promotion"]["coupon"])
 
     @rule(seconds=st.sampled_from([1, 3, 600, DAY, 31 * DAY]))
     def advance_clock(self, seconds: int) -> None:
-        self.account.advance_clock(seconds)
+        self.platform.advance_clock(seconds)  # one clock for every account
         self.clock_fresh = False
 
     @rule(delay=st.sampled_from([0, 0, 2]))
     def event_delay(self, delay: int) -> None:
-        self.account.set_event_delay(delay)
+        self.platform.set_event_delay(delay)  # every account's events
 
-    @rule(version=st.sampled_from([OLD_VERSION, NEW_VERSION]))
-    def account_api_version(self, version: str) -> None:
-        self.account.set_api_version(version)
+    @rule(data=st.data(), version=st.sampled_from([OLD_VERSION, NEW_VERSION]))
+    def account_api_version(self, data: st.DataObject, version: str) -> None:
+        account = data.draw(st.sampled_from(self.reachable()), label="account")
+        self.account(account).set_api_version(version)
+
+    # -- Connect: accounts come and go ----------------------------------------------------------
+    @precondition(lambda self: len(self.connected) < CONNECTED_AT_MOST)
+    @rule()
+    def connect_account(self) -> None:
+        self.connected.append(self.platform.add_connected_account().id)
+
+    @precondition(lambda self: len(self.reachable()) > 1)
+    @rule(data=st.data(), delete=st.booleans())
+    def lose_account(self, data: st.DataObject, delete: bool) -> None:
+        """The account revokes the platform's access, or is deleted: runs cannot read it any
+        more, and its rows keep what the last run that read it loaded."""
+        account = data.draw(st.sampled_from(self.reachable()[1:]), label="account")
+        if delete:
+            self.platform.delete_connected_account(account)
+        else:
+            self.platform.disconnect_connected_account(account)
+        self.gone.add(account)
 
     # -- pipeline runs --------------------------------------------------------------------------
-    @rule()
-    def incremental_run(self) -> None:
+    def scope(
+        self, data: st.DataObject, scope: str
+    ) -> tuple[str | tuple[str, ...] | None, list[str]]:
+        """A run's `accounts` setting, and the accounts it reads."""
+        if scope == "all":
+            return "all", self.reachable()
+        if scope == "own":
+            return None, [self.own]
+        account = data.draw(st.sampled_from(self.reachable()), label="account")
+        return (account,), [account]
+
+    def verb_target(self, data: st.DataObject) -> tuple[str | None, str]:
+        """A verb's `account=` (None: the key's own by default), and the account it acts on."""
+        account = data.draw(st.sampled_from(self.reachable()), label="account")
+        if account == self.own and data.draw(st.booleans(), label="own by default"):
+            return None, account
+        return account, account
+
+    def verb_settings(self) -> dict[str, Any]:
+        """The warehouse's settings as keyword options of a verb (which picks the account)."""
+        return {k: v for k, v in vars(self.warehouse.settings).items() if k != "accounts"}
+
+    def finished(self, result: RunResult, covered: list[str]) -> None:
+        """A run that read only reachable accounts: every one read, none failed."""
+        assert not result.partly_failed, result.stats.failed_accounts
+        assert sorted(result.stats.accounts) == sorted(covered), result.stats.accounts
+
+    @rule(data=st.data(), scope=st.sampled_from(SCOPES))
+    def incremental_run(self, data: st.DataObject, scope: str) -> None:
+        accounts, covered = self.scope(data, scope)
         pending = self.invisible_changes()
-        self.warehouse.run()
+        before = self.snapshot()
+        self.finished(self.warehouse.run(accounts=accounts), covered)
         self.loaded = self.clock_fresh = True
         for key, changed in list(self.soft_deleted.items()):
-            if changed and key[1] not in pending:
+            if changed and key[0] in covered and (key[0], key[2]) not in pending:
                 del self.soft_deleted[key]
-        self.check(KINDS, skip=pending)
+        self.check(KINDS, covered, skip=pending)
+        self.unchanged(before, covered)
 
     @precondition(lambda self: self.loaded)
-    @rule(kinds=st.sets(st.sampled_from(KINDS), min_size=1))
-    def sync_all(self, kinds: set[str]) -> None:
+    @rule(
+        data=st.data(),
+        kinds=st.sets(st.sampled_from(KINDS), min_size=1),
+        scope=st.sampled_from(SCOPES),
+    )
+    def sync_all(self, data: st.DataObject, kinds: set[str], scope: str) -> None:
+        accounts, covered = self.scope(data, scope)
         pending = self.invisible_changes()
-        self.warehouse.run(SyncRequest("sync_all", tuple(sorted(kinds))))
+        before = self.snapshot()
+        if len(kinds) == 1:  # the verb, with its `account=`
+            account = accounts[0] if isinstance(accounts, tuple) else accounts
+            [kind] = kinds
+            result = ObjectSync(kind).sync_all(account=account, **self.verb_settings())
+        else:
+            result = self.warehouse.run(
+                SyncRequest("sync_all", tuple(sorted(kinds))), accounts=accounts
+            )
+        self.finished(result, covered)
         self.clock_fresh = True
         for key in list(self.soft_deleted):
-            if key[0] in kinds:
+            if key[0] in covered and key[1] in kinds:
                 del self.soft_deleted[key]
-        self.check(tuple(sorted(kinds)), skip=pending, listed=True)
+        self.check(tuple(sorted(kinds)), covered, skip=pending)
+        self.unchanged(before, covered)
+
+    @precondition(lambda self: self.loaded and self.gone)
+    @rule(data=st.data())
+    def run_naming_a_lost_account(self, data: st.DataObject) -> None:
+        """A run naming a lost account: it fails for that account alone (all of the run if
+        it is the only one), and leaves its rows as they were."""
+        lost = data.draw(st.sampled_from(sorted(self.gone)), label="lost")
+        others = data.draw(st.lists(st.sampled_from(self.reachable()), unique=True, max_size=2))
+        pending = self.invisible_changes()
+        before = self.snapshot()
+        if not others:
+            try:
+                self.warehouse.run(accounts=(lost,))
+            except RunError as error:
+                assert lost in str(error), error
+            else:
+                raise AssertionError(f"a run of lost account {lost} succeeded")
+            self.unchanged(before, [])
+            return
+        result = self.warehouse.run(accounts=(*others, lost))
+        assert result.partly_failed and set(result.stats.failed_accounts) == {lost}, result.stats
+        self.loaded = self.clock_fresh = True
+        for key, changed in list(self.soft_deleted.items()):
+            if changed and key[0] in others and (key[0], key[2]) not in pending:
+                del self.soft_deleted[key]
+        self.check(KINDS, others, skip=pending)
+        self.unchanged(before, others)
 
     @precondition(lambda self: self.loaded)
     @rule(data=st.data(), kind=st.sampled_from(KINDS))
     def sync_by_ids(self, data: st.DataObject, kind: str) -> None:
-        known = sorted(self.state(kind)) + sorted(self.account.deleted_ids(kind))
-        ids = data.draw(st.lists(st.sampled_from(known), max_size=3)) if known else []
+        named, account = self.verb_target(data)
+        state = self.state(kind, account)
+        # Its own ids (live or deleted), and other accounts' ids it never had: Stripe answers
+        # 404 for those here, whatever the other account holds.
+        choices = sorted(state) + sorted(self.account(account).deleted_ids(kind))
+        choices += self.foreign_ids(kind, account)
+        ids = data.draw(st.lists(st.sampled_from(choices), max_size=3)) if choices else []
         unknown = self.name("nope_")  # a typo: Stripe and the pipeline never knew it
-        seen = set(self.warehouse.current(TABLES[kind]))
-        self.warehouse.run(SyncRequest("sync_by_ids", (kind,), ids=(*ids, unknown)))
+        seen = set(self.rows_of(kind, account))
+        before = self.snapshot()
+        ObjectSync(kind).sync_by_ids((*ids, unknown), account=named, **self.verb_settings())
         for object_id in ids:
-            self.soft_deleted.pop((kind, object_id), None)
-        rows = self.warehouse.current(TABLES[kind])
+            self.soft_deleted.pop((account, kind, object_id), None)
+        rows = self.rows_of(kind, account)
         assert unknown not in rows
-        state = self.state(kind)
         for object_id in ids:
             if object_id in state:
                 assert rows[object_id]["is_deleted"] is False
+                assert actual(kind, rows[object_id]) == expected(kind, state[object_id])
             elif object_id in seen:
                 assert rows[object_id]["is_deleted"] is True
             else:  # deleted before the pipeline saw it: a 404 for it is no record (its event is)
-                assert object_id not in rows
+                assert object_id not in rows, f"{kind} {object_id} recorded in {account}"
+        self.unchanged(before, [account])
 
     @precondition(lambda self: self.loaded)
     @rule(data=st.data(), kind=st.sampled_from(KINDS), replay_events=st.booleans())
     def sync_batch(self, data: st.DataObject, kind: str, replay_events: bool) -> None:
+        named, account = self.verb_target(data)
+        items: list[dict[str, Any]]
         if replay_events:
             # Saved webhooks, old ones included: older events never replace newer state.
+            log = self.account(account).events
             events = [
-                self.account.events.render(r, "")
-                for r in self.account.events.live_records()
-                if r.type.startswith(kind + ".")
+                log.render(r, "") for r in log.live_records() if r.type.startswith(kind + ".")
             ]
             items = (
                 data.draw(
@@ -282,7 +473,7 @@ class StripeModel(RuleBasedStateMachine):
                 else []
             )
         else:
-            state = self.state(kind)
+            state = self.state(kind, account)
             chosen = (
                 data.draw(st.lists(st.sampled_from(sorted(state)), max_size=3, unique=True))
                 if state
@@ -299,64 +490,102 @@ class StripeModel(RuleBasedStateMachine):
                     for obj in items
                 ]
             for object_id in chosen:
-                self.soft_deleted.pop((kind, object_id), None)
+                self.soft_deleted.pop((account, kind, object_id), None)
         if items:
-            self.warehouse.run(SyncRequest("sync_batch", (kind,), items=tuple(items)))
+            before = self.snapshot()
+            ObjectSync(kind).sync_batch(items, account=named, **self.verb_settings())
+            self.unchanged(before, [account])
 
     @precondition(lambda self: self.clock_fresh)
     @rule(data=st.data(), kind=st.sampled_from(KINDS))
     def soft_delete(self, data: st.DataObject, kind: str) -> None:
         # Users soft-delete what they see in their tables.
-        loaded = self.warehouse.current(TABLES[kind])
-        candidates = sorted(i for i in self.live(kind) if i in loaded)
+        named, account = self.verb_target(data)
+        loaded = self.rows_of(kind, account)
+        candidates = sorted(i for i in self.live(kind, account) if i in loaded)
         if not candidates:
             return
         object_id = data.draw(st.sampled_from(candidates))
-        self.warehouse.run(SyncRequest("soft_delete", (kind,), ids=(object_id,), reason="model"))
-        self.soft_deleted[(kind, object_id)] = False
-        assert self.warehouse.current(TABLES[kind])[object_id]["is_deleted"] is True
+        before = self.snapshot()
+        ObjectSync(kind).soft_delete(
+            object_id, reason="model", account=named, **self.verb_settings()
+        )
+        self.soft_deleted[(account, kind, object_id)] = False
+        assert self.rows_of(kind, account)[object_id]["is_deleted"] is True
+        self.unchanged(before, [account])
 
     # -- the oracle ---------------------------------------------------------------------------
-    def invisible_changes(self) -> set[str]:
-        """Objects with events Stripe does not list yet (eventual consistency)."""
-        now = self.account.clock.now()
+    def invisible_changes(self) -> set[Key]:
+        """Objects with events Stripe does not list yet (eventual consistency), per account."""
+        now = self.platform.clock.now()
         return {
-            str(r.data["object"]["id"])
-            for r in self.account.events.records.values()
+            (account, str(r.data["object"]["id"]))
+            for account in self.known()
+            for r in self.account(account).events.records.values()
             if r.visible_at > now
         }
 
-    def check(self, kinds: tuple[str, ...], *, skip: set[str], listed: bool = False) -> None:
-        """Current-state tables equal Stripe's state for these kinds (invariant 1)."""
+    def table(self, kind: str) -> dict[Key, dict[str, Any]]:
+        """A current-state table by (account_id, id), each key once."""
+        if not self.loaded:
+            return {}
+        rows = self.warehouse.rows(f"SELECT * FROM stripe.{TABLES[kind]}")
+        keys = [(row["account_id"], row["id"]) for row in rows]
+        assert len(keys) == len(set(keys)), f"duplicated {kind} rows"
+        assert {a for a, _ in keys} <= set(self.known()), f"{kind} rows of unknown accounts"
+        return dict(zip(keys, rows, strict=True))
+
+    def rows_of(self, kind: str, account_id: str) -> dict[str, dict[str, Any]]:
+        """One account's rows of a current-state table, by id."""
+        return {i: row for (a, i), row in self.table(kind).items() if a == account_id}
+
+    def snapshot(self) -> Snapshot:
+        """The compared values of every row, to hold runs to the accounts they read."""
+        return {
+            kind: {key: comparable(kind, row) for key, row in self.table(kind).items()}
+            for kind in KINDS
+        }
+
+    def unchanged(self, before: Snapshot, covered: Collection[str]) -> None:
+        """Rows of accounts a run did not read (lost ones among them) are as they were."""
+        after = self.snapshot()
+        for kind in KINDS:
+            for key in before[kind].keys() | after[kind].keys():
+                if key[0] not in covered:
+                    assert before[kind].get(key) == after[kind].get(key), f"{kind} {key} changed"
+
+    def check(self, kinds: tuple[str, ...], covered: Collection[str], *, skip: set[Key]) -> None:
+        """Current-state tables equal Stripe's state for these kinds, in the accounts a run
+        read (invariant 1, per (account_id, id))."""
         for kind in kinds:
-            rows = self.warehouse.rows(f"SELECT * FROM stripe.{TABLES[kind]}")
-            ids = [row["id"] for row in rows]
-            assert len(ids) == len(set(ids)), f"duplicated {kind} rows"
-            table = {row["id"]: row for row in rows}
-            state = self.state(kind)
-            deleted = self.account.deleted_ids(kind)
-            for object_id, obj in state.items():
-                if object_id in skip:
-                    continue
-                assert object_id in table, f"{kind} {object_id} missing"
-                row = table[object_id]
-                manual = (kind, object_id) in self.soft_deleted
-                assert row["is_deleted"] is manual, f"{kind} {object_id}: is_deleted {row}"
-                assert actual(kind, row) == expected(kind, obj), f"{kind} {object_id}"
-            for object_id, row in table.items():
-                if object_id in skip or object_id in state:
-                    continue
-                assert object_id in deleted, object_id
-                assert row["is_deleted"] is True, f"{kind} {object_id} deleted in Stripe"
-                assert row["deleted_at"] is not None
+            table = self.table(kind)
+            for account in covered:
+                state = self.state(kind, account)
+                deleted = self.account(account).deleted_ids(kind)
+                for object_id, obj in state.items():
+                    key = (account, object_id)
+                    if key in skip:
+                        continue
+                    assert key in table, f"{kind} {key} missing"
+                    row = table[key]
+                    manual = (account, kind, object_id) in self.soft_deleted
+                    assert row["is_deleted"] is manual, f"{kind} {key}: is_deleted {row}"
+                    assert actual(kind, row) == expected(kind, obj), f"{kind} {key}"
+                for key, row in table.items():
+                    if key[0] != account or key in skip or key[1] in state:
+                        continue
+                    assert key[1] in deleted, f"{kind} {key} never existed in Stripe"
+                    assert row["is_deleted"] is True, f"{kind} {key} deleted in Stripe"
+                    assert row["deleted_at"] is not None
 
     @invariant()
     def no_duplicates_in_raw_keys(self) -> None:
         if not self.loaded:
             return
         duplicated = self.warehouse.rows(
-            "SELECT id, _observation_key, COUNT(*) AS n FROM stripe_raw.coupons "
-            "GROUP BY id, _observation_key HAVING COUNT(*) > 1"
+            "SELECT account_id, id, _observation_key, COUNT(*) AS n FROM stripe_raw.coupons "
+            "GROUP BY account_id, id, _observation_key "
+            "HAVING COUNT(*) > 1 OR account_id IS NULL"
         )
         assert not duplicated
 

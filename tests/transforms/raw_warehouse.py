@@ -25,6 +25,8 @@ OBJECT_TABLES: Final = {
 # A second of Stripe's clock well after every object's `created` in these tests.
 T: Final = 1_700_000_000
 CREATED: Final = T - 86_400  # when the objects of these tests were created, unless told
+# The account observations belong to, unless told (Stripe Connect: another connected account).
+ACCOUNT: Final = "acct_1Own"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Seen:
 
     observation: Observation
     obj: Mapping[str, Any]
+    account: str = ACCOUNT
 
 
 def observe(
@@ -45,6 +48,7 @@ def observe(
     deleted: Deletion | None = None,
     patched: Sequence[str] | None = None,
     key: str | None = None,
+    account: str = ACCOUNT,
     **fields: Any,
 ) -> Seen:
     """An observation of `id` at Stripe's second `at` with the fields given (a complete one,
@@ -59,7 +63,7 @@ def observe(
         patched_fields=None if patched is None else tuple(patched),
         deletion=deleted,
     )
-    return Seen(observation, {"id": id, **fields})
+    return Seen(observation, {"id": id, **fields}, account)
 
 
 def event(id: str, at: int, seq: int, *, deleted: bool = False, **fields: Any) -> Seen:
@@ -81,11 +85,13 @@ def listing(
     started_sequence: int,
     created_from: int = 0,
     listing_id: str | None = None,
+    account: str = ACCOUNT,
 ) -> dict[str, Any]:
     """A `full_listings` marker: every `object_type` created at or after `created_from` was
     listed, starting at Stripe's second `started_at` and local sequence `started_sequence`."""
     return {
-        "listing_id": listing_id or f"{object_type}:{started_at}:{started_sequence}",
+        "account_id": account,
+        "listing_id": listing_id or f"{object_type}:{account}:{started_at}:{started_sequence}",
         "object_type": object_type,
         "started_at": started_at,
         "started_sequence": started_sequence,
@@ -122,15 +128,22 @@ class RawWarehouse:
         @dlt.resource(name="raw_rows")
         def raw_rows() -> Iterator[Any]:
             for table, object_type in OBJECT_TABLES.items():
-                pages = [(s.observation, [s.obj]) for s in seen[table]]
-                yield routed(objects_table(object_type, pages), table)
+                for account in dict.fromkeys([ACCOUNT, *(s.account for s in seen[table])]):
+                    pages = [(s.observation, [s.obj]) for s in seen[table] if s.account == account]
+                    yield routed(objects_table(object_type, pages), table, account)
             for table in TABLE_COLUMNS:
-                yield with_table(table, others.get(table, []))
+                rows = others.get(table, [])
+                for account in dict.fromkeys(
+                    [ACCOUNT, *(r.get("account_id", ACCOUNT) for r in rows)]
+                ):
+                    mine = [r for r in rows if r.get("account_id", ACCOUNT) == account]
+                    yield with_table(table, mine, account)
 
         self.pipeline.run(raw_rows())
 
     def current(self, table: str) -> dict[str, dict[str, Any]]:
-        """Run the transforms and read `stripe.<table>` by id."""
+        """Run the transforms and read `stripe.<table>` by id (`id@account` for an account
+        other than ACCOUNT)."""
         run_transforms(self.pipeline, OBJECT_TABLES)
         with (
             self.pipeline.sql_client() as client,
@@ -141,4 +154,7 @@ class RawWarehouse:
         for row in rows:
             if "metadata" in row:
                 row["metadata"] = as_json(row["metadata"])
-        return {row["id"]: row for row in rows}
+        return {
+            row["id"] if row["account_id"] == ACCOUNT else f"{row['id']}@{row['account_id']}": row
+            for row in rows
+        }

@@ -449,3 +449,58 @@ def test_a_products_active_comes_from_its_newest_observation(raw: RawWarehouse) 
     assert products["prod_archived"]["metadata"] == {"a": "1"}
     assert products["prod_restored"]["active"] is True
     assert products["prod_restored"]["status"] == "active"
+
+
+# -- Stripe Connect: an object is its account and its id ---------------------------------------
+def test_the_same_id_in_two_accounts_is_two_objects(raw: RawWarehouse) -> None:
+    """Each account's observations rank among themselves: a newer event in one account does
+    not replace the other's object, nor does one account's deletion delete the other's."""
+    other = "acct_1Other"
+    raw.load(
+        coupons=[
+            observe("co_1", T, name="own", valid=True, created=CREATED),
+            observe("co_1", T + 1, name="other", valid=True, created=CREATED, account=other),
+            event(
+                "co_1",
+                T + 5,
+                seq=1,
+                name="other renamed",
+                valid=True,
+                created=CREATED,
+                account=other,
+            ),
+            gone("co_1", T + 9, seq=1),
+        ],
+        promotion_codes=[
+            observe(
+                "promo_1",
+                T,
+                code="OTHER",
+                active=True,
+                created=CREATED,
+                coupon={"id": "co_1", "object": "coupon"},
+                account=other,
+            )
+        ],
+    )
+    coupons = raw.current("coupons")
+    assert coupons["co_1"]["name"] == "own" and coupons["co_1"]["is_deleted"] is True
+    theirs = coupons[f"co_1@{other}"]
+    assert theirs["name"] == "other renamed" and theirs["is_deleted"] is False
+    # A code joins its own account's coupon (valid there), not the deleted one of the same id.
+    assert raw.current("promotion_codes")[f"promo_1@{other}"]["status"] == "redeemable"
+
+
+def test_a_full_listing_flags_only_its_own_accounts_objects(raw: RawWarehouse) -> None:
+    """A complete listing of one account says nothing about another account's objects."""
+    other = "acct_1Other"
+    raw.load(
+        coupons=[
+            observe("co_mine", T, created=CREATED),
+            observe("co_theirs", T, created=CREATED, account=other),
+        ],
+        full_listings=[listing("coupon", T + 100, 1, account=other)],
+    )
+    coupons = raw.current("coupons")
+    assert coupons["co_mine"]["is_deleted"] is False
+    assert coupons[f"co_theirs@{other}"]["is_deleted"] is True
