@@ -61,8 +61,8 @@ def checked_request(
     if unseen and not request.force:
         names = ", ".join(map(repr, unseen))
         raise RunError(
-            f"Never seen by this pipeline{' in ' + account if account else ''}: {object_type} "
-            f"{names}. Nothing was recorded. Check "
+            f"Never seen by this pipeline: {object_type} {names}"
+            f"{' in account ' + account if account else ''}. Nothing was recorded. Check "
             "the id (ids are case-sensitive), or pass --force (force=True) to record the "
             "soft delete anyway."
         )

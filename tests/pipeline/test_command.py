@@ -244,6 +244,8 @@ def test_read_only_key_is_enough(stripe_emulator: EmulatorServer, tmp_path: Path
 def test_retries_exhausted_on_500s_names_the_id(
     stripe_emulator: EmulatorServer, tmp_path: Path
 ) -> None:
+    first = run_command("--api-base", stripe_emulator.url, "--quiet", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr  # the key's own account id is known from now on
     stripe_emulator.account.faults.configure(error_rate=1.0)
     done = run_command(
         "--api-base",

@@ -11,8 +11,8 @@ events retention the run lists everything again and rightly flags every object d
 
 from __future__ import annotations
 
+import json
 import os
-import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from stripe_emulator.server import EmulatorServer
 from tests.support import run_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,16 +49,11 @@ assert "deletions" in pipeline.default_schema.tables
 Row = dict[str, Any]
 
 
-def nobody_listens() -> str:
-    """A base URL with no server behind it: a run that contacted Stripe would fail."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}"
-
-
-def soft_delete(database: Path, object_type: str, object_id: str) -> None:
-    """`soft-delete --force` of an unseen id: a run that must succeed without contacting Stripe."""
-    url = nobody_listens()
+def soft_delete(
+    database: Path, object_type: str, object_id: str, url: str, requests: int = 0
+) -> None:
+    """`soft-delete --force` of an unseen id: a run that needs no Stripe but, on the first run
+    after the upgrade, the key's own account id (`GET /v1/account`, one request)."""
     args = ("--force", object_id, "--reason", "after the upgrade")
     done = run_command(
         "--api-base",
@@ -70,7 +66,7 @@ def soft_delete(database: Path, object_type: str, object_id: str) -> None:
         cwd=database.parent,
     )
     assert done.returncode == 0, done.stderr
-    assert ": 0 Stripe API requests" in done.stdout, done.stdout
+    assert f": {requests} Stripe API requests" in done.stdout, done.stdout
 
 
 def query(database: Path, sql: str, *params: Any) -> list[Row]:
@@ -156,17 +152,33 @@ def test_transform_alone_refuses_shape_1_in_one_line_and_changes_nothing(
     assert "deletions" in tables(shape1, "stripe_raw")
 
 
-def test_a_run_that_needs_no_stripe_migrates_shape_1(shape1: Path) -> None:
-    """A run needing no Stripe migrates: tombstones become rows, all ordered, stripe.* as before."""
+def test_a_run_that_needs_no_stripe_migrates_shape_1(
+    shape1: Path, stripe_emulator: EmulatorServer
+) -> None:
+    """A run needing no Stripe but the own account's id migrates: tombstones become rows, all
+    ordered, every row the own account's, stripe.* as before, the old cursors adopted."""
     old_current = {
         t: by_id(query(shape1, f"SELECT * FROM stripe.{t}")) for t in OBJECT_TABLES.values()
     }
     old_raw = {t: query(shape1, f"SELECT * FROM stripe_raw.{t}") for t in OBJECT_TABLES.values()}
     tombstones = query(shape1, "SELECT * FROM stripe_raw.deletions")
 
-    soft_delete(shape1, "coupon", NEW_ID)
+    soft_delete(shape1, "coupon", NEW_ID, stripe_emulator.url, requests=1)
 
     assert "deletions" not in tables(shape1, "stripe_raw")
+    own = stripe_emulator.account.id
+    for table in RAW_TABLES:
+        owners = query(shape1, f"SELECT DISTINCT account_id FROM stripe_raw.{table}")
+        assert [row["account_id"] for row in owners] in ([own], []), table
+    for table in OBJECT_TABLES.values():
+        owners = query(shape1, f"SELECT DISTINCT account_id FROM stripe.{table}")
+        assert [row["account_id"] for row in owners] == [own], table
+    state = json.loads(
+        (shape1.parent / "dlt" / "pipelines" / "stripe_pipeline" / "state.json").read_text()
+    )
+    adopted = state["sources"]["stripe"]["accounts"][own]
+    assert adopted["events"]["cursor"] > 0
+    assert set(adopted["created"]) == set(OBJECT_TABLES)
     assert_tombstones_are_observations(shape1, tombstones)
     assert_old_observations_kept_in_order(shape1, old_raw)
     assert_every_row_ordered(shape1)
@@ -176,13 +188,13 @@ def test_a_run_that_needs_no_stripe_migrates_shape_1(shape1: Path) -> None:
     assert new["deletion_reason"] == "after the upgrade"
 
 
-def test_the_migration_happens_once(shape1: Path) -> None:
+def test_the_migration_happens_once(shape1: Path, stripe_emulator: EmulatorServer) -> None:
     """After the upgrade, the transforms change nothing and a load adds only its own row."""
     old_current = {
         t: by_id(query(shape1, f"SELECT * FROM stripe.{t}")) for t in OBJECT_TABLES.values()
     }
     tombstones = query(shape1, "SELECT * FROM stripe_raw.deletions")
-    soft_delete(shape1, "coupon", NEW_ID)
+    soft_delete(shape1, "coupon", NEW_ID, stripe_emulator.url, requests=1)
     raw, current = snapshot(shape1, "stripe_raw", RAW_TABLES), snapshot(shape1, "stripe")
 
     done = run_command("transform", cwd=shape1.parent)
@@ -190,7 +202,7 @@ def test_the_migration_happens_once(shape1: Path) -> None:
     assert snapshot(shape1, "stripe_raw", RAW_TABLES) == raw
     assert snapshot(shape1, "stripe") == current
 
-    soft_delete(shape1, "product", "prod_soft_deleted_later")
+    soft_delete(shape1, "product", "prod_soft_deleted_later", stripe_emulator.url)
     after = snapshot(shape1, "stripe_raw", RAW_TABLES)
     assert {t: rows for t, rows in after.items() if t != "products"} == {
         t: rows for t, rows in raw.items() if t != "products"
