@@ -59,14 +59,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import psutil
+from emulator_process import Emulator, launch_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = {"live": "sk_live_benchmarkKey0123456789", "test": "sk_test_benchmarkKey0123456789"}
@@ -206,46 +205,9 @@ def child(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the parent: emulator, children, table -------------------------------------------------------
-@dataclass
-class Emulator:
-    """The emulator process and its URL."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    seed_s: float
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=30) as answer:
-            return json.load(answer)
-
-    def clear_requests(self) -> None:
-        request = urllib.request.Request(self.url + "/_emulator/requests", method="DELETE")
-        with urllib.request.urlopen(request, timeout=30):
-            pass
-
-    def api_requests(self) -> int:
-        return int(self.get("/_emulator/requests")["total"])
-
-    def rejected(self) -> int:
-        """Requests answered 429 so far."""
-        return sum(self.get("/_emulator/rate_limits")["rejected"].values())
-
-    def cpu_s(self) -> float:
-        times = psutil.Process(self.process.pid).cpu_times()
-        return float(times.user + times.system)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 def start_emulator(args: argparse.Namespace) -> Emulator:
     """A seeded emulator with the asked latency and rate limit."""
-    command = [sys.executable, "-m", "stripe_emulator", "--port", "0", "--seed", str(args.codes)]
+    command = ["--seed", str(args.codes)]
     command += ["--coupons", str(args.coupons), "--products", str(args.products)]
     command += ["--latency-ms", str(args.latency_ms)]
     if args.no_limits:
@@ -253,15 +215,7 @@ def start_emulator(args: argparse.Namespace) -> Emulator:
     else:
         command += [f"--{args.key}-rate-limit", str(account_limit(args))]
         command += ["--operation-rate-limit", str(args.operation_rate_limit)]
-    started = time.monotonic()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    match = URL_LINE.search(line)
-    if match is None:
-        process.kill()
-        raise SystemExit(f"the emulator did not start: {line!r}")
-    return Emulator(process, match.group().decode(), time.monotonic() - started)
+    return launch_emulator(command)
 
 
 class RunFailed(Exception):

@@ -204,12 +204,17 @@ def _redeem(account: Account, body: dict[str, Any], match: dict[str, str]) -> An
 
 
 def _requests(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
-    return {"total": sum(account.requests.values()), "by_endpoint": dict(account.requests)}
+    return {
+        "total": sum(account.requests.values()),
+        "by_endpoint": dict(account.requests),
+        "by_account": dict(account.account_requests),
+    }
 
 
 def _clear_requests(account: Account, body: dict[str, Any], _: dict[str, str]) -> Any:
     account.requests.clear()
-    return {"total": 0, "by_endpoint": {}}
+    account.account_requests.clear()
+    return {"total": 0, "by_endpoint": {}, "by_account": {}}
 
 
 def _state(account: Account, body: dict[str, Any], match: dict[str, str]) -> Any:
@@ -425,15 +430,15 @@ CONTROLS: tuple[Control, ...] = (
         "GET",
         f"{PREFIX}/requests",
         _requests,
-        "API requests so far, by operation",
-        '{"total": N, "by_endpoint": {operation: count}}',
+        "API requests so far, by operation, and those naming a connected account, by account",
+        '{"total": N, "by_endpoint": {operation: count}, "by_account": {acct_id: count}}',
     ),
     Control(
         "DELETE",
         f"{PREFIX}/requests",
         _clear_requests,
         "forget the request counts",
-        '{"total": 0, "by_endpoint": {}}',
+        '{"total": 0, "by_endpoint": {}, "by_account": {}}',
     ),
     Control(
         "GET",

@@ -34,6 +34,11 @@ class Progress:
         elapsed = time.monotonic() - self.stats.started
         text = Text(f"{self.phase:<12} ", style="bold cyan")
         text.append(" · ".join(parts) or "waiting for Stripe")
+        accounts, failed = len(self.stats.accounts), len(self.stats.failed_accounts)
+        if accounts > 1:
+            text.append(f"  {accounts:,} accounts")
+            if failed:
+                text.append(f", {failed:,} failed", style="bold red")
         requests = self.stats.requests
         noun = "request" if requests == 1 else "requests"
         text.append(f"  ({requests:,} {noun}, {elapsed:.1f}s)", style="dim")

@@ -73,7 +73,7 @@ def stripe_source(
     object_types: list[str] | None = None,
     event_lag_seconds: int = EVENT_LAG_SECONDS,
     max_attempts: int = MAX_ATTEMPTS,
-    accounts: list[str] | str | None = None,
+    accounts: Any = None,  # None, "all", a list, or ids in a string (accounts.parse_accounts)
     connect_rate_budget: str = "platform",
     request: SyncRequest | None = None,
     stats: RunStats | None = None,

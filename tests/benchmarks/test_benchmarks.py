@@ -60,3 +60,15 @@ def test_sdk_pages_compares_every_way() -> None:
 def test_emulator_pages_measures_the_server() -> None:
     output = run("emulator_pages.py", "--codes", "1000", "--seconds", "0.5")
     assert "1,000" in output and "pages/s" in output
+
+
+def test_connect_command_reports_a_first_and_a_quiet_load() -> None:
+    output = run(
+        "connect_command.py",
+        *("--accounts", "3", "--codes", "20", "--latency-ms", "2", "--key", "test"),
+    )
+    assert "floor of a first load" in output
+    first = next(line for line in output.splitlines() if line.startswith("first load:"))
+    quiet = next(line for line in output.splitlines() if line.startswith("quiet load 1:"))
+    assert "4.0 per connected account" in quiet, output
+    assert "0 answered 429" in first, output

@@ -159,7 +159,7 @@ def test_request_counts(client: stripe.StripeClient, stripe_emulator: EmulatorSe
         "GET /v1/coupons/{id}": 1,
     }
     cleared = control(stripe_emulator, "DELETE", "requests").body
-    assert cleared == {"total": 0, "by_endpoint": {}}
+    assert cleared == {"total": 0, "by_endpoint": {}, "by_account": {}}
     client.v1.events.list()
     assert control(stripe_emulator, "GET", "requests").body["total"] == 1
     assert sum(stripe_emulator.account.requests.values()) == 1

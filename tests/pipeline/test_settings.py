@@ -245,6 +245,66 @@ def test_max_attempts_is_how_often_a_failing_request_is_tried(
 
 
 # -- destinations, dlt's working folder, the lock wait ---------------------------------------------
+def account_ids(database: Path, table: str) -> set[str]:
+    """The accounts a current-state table of a DuckDB file holds objects of."""
+    with duckdb.connect(str(database), read_only=True) as connection:
+        rows = connection.sql(f"SELECT DISTINCT account_id FROM stripe.{table}").fetchall()
+    return {row[0] for row in rows}
+
+
+@pytest.mark.parametrize("form", ["json", "commas", "all"])
+def test_accounts_from_sources_stripe_accounts(
+    seeded: EmulatorServer, tmp_path: Path, form: str
+) -> None:
+    """`SOURCES__STRIPE__ACCOUNTS` as a JSON list, comma-separated ids, or `all`."""
+    shops = [seeded.account.add_connected_account() for _ in range(3)]
+    for shop in shops:
+        shop.seed(coupons=2, products=1, promotion_codes=2)
+    wanted = [shops[0].id, shops[1].id]
+    value = {"json": f'["{wanted[0]}", "{wanted[1]}"]', "commas": ",".join(wanted)}
+    done = run_command(
+        "--api-base",
+        seeded.url,
+        "--quiet",
+        cwd=tmp_path,
+        env={"SOURCES__STRIPE__ACCOUNTS": value.get(form, "all")},
+    )
+    assert done.returncode == 0, done.stderr
+    everyone = {seeded.account.id, *(shop.id for shop in shops)}
+    expected = everyone if form == "all" else set(wanted)
+    assert account_ids(tmp_path / "stripe_pipeline.duckdb", "coupons") == expected
+
+
+@pytest.mark.parametrize("budget", ["platform", "per_account"])
+def test_connect_rate_budget_is_whose_limits_connected_accounts_share(
+    stripe_emulator: EmulatorServer, tmp_path: Path, budget: str
+) -> None:
+    """`SOURCES__STRIPE__CONNECT_RATE_BUDGET`: under the emulator's strict reading (one budget
+    for the platform) `platform` is never answered 429; `per_account` paces each account alone."""
+    account = stripe_emulator.account
+    account.rate_limits.configure(test=8, operation=8)
+    for _ in range(6):
+        account.add_connected_account().seed(coupons=3, products=1, promotion_codes=3)
+    done = run_command(
+        "--api-base",
+        stripe_emulator.url,
+        "--quiet",
+        "--all-accounts",
+        cwd=tmp_path,
+        env={
+            "SOURCES__STRIPE__CONNECT_RATE_BUDGET": budget,
+            "SOURCES__STRIPE__MAX_REQUESTS_PER_SECOND": "8",
+            "SOURCES__STRIPE__MAX_REQUESTS_PER_SECOND_PER_OPERATION": "8",
+        },
+    )
+    assert done.returncode == 0, done.stderr
+    rejected = sum(account.rate_limits.rejected().values())
+    if budget == "platform":
+        assert rejected == 0
+    else:
+        assert rejected > 0  # seven accounts at 8/s each against one shared 8/s: retried
+
+
 def test_duckdb_credentials_name_the_file_loaded(seeded: EmulatorServer, tmp_path: Path) -> None:
     """`DESTINATION__DUCKDB__CREDENTIALS`: that file holds the tables; none in the folder."""
     (tmp_path / "warehouse").mkdir()

@@ -310,10 +310,10 @@ def assert_converged(warehouse: Warehouse, account: Account) -> dict[str, int]:
 
 # The merge keys of the raw tables: a resumed load must not write a row twice.
 RAW_KEYS = {
-    **{TABLES[kind]: "id, _observation_key" for kind in KINDS},
-    "events": "id",
+    **{TABLES[kind]: "account_id, id, _observation_key" for kind in KINDS},
+    "events": "account_id, id",
     "full_listings": "listing_id",
-    "sync_runs": "run_id, resource",
+    "sync_runs": "run_id, resource, account_id",
 }
 
 
@@ -335,14 +335,13 @@ def local_state(cwd: Path) -> dict[str, Any]:
 
 
 def cursors(state: dict[str, Any]) -> dict[str, int | None]:
-    """The source's cursors: `created` per object table, and the events cursor."""
+    """The key's own account's cursors: `created` per object table, and the events cursor."""
     source = state.get("sources", {}).get("stripe", {})
+    own = source.get("accounts", {}).get(source.get("own_account"), {})
     found: dict[str, int | None] = {}
     for kind in KINDS:
-        resource = source.get("resources", {}).get(TABLES[kind], {})
-        incremental = resource.get("incremental", {}).get("created", {})
-        found[TABLES[kind]] = incremental.get("last_value")
-    found["events"] = source.get("events", {}).get("cursor")
+        found[TABLES[kind]] = own.get("created", {}).get(kind, {}).get("cursor")
+    found["events"] = own.get("events", {}).get("cursor")
     return found
 
 
