@@ -329,9 +329,9 @@ def report(
             figures = f"{seconds:.2f} ({cpu:.2f}, {peak:.0f})"
             cells.append((f"  {phase} s (CPU s, peak MiB)", figures))
         cells.append(("  extract: first to last API answer s", f"{r['api_s']:.2f}"))
-        if floor and listed:
-            cells.append(("extract / floor", f"{extract / floor:.2f}x"))
-            cells.append(("run_sync / floor", f"{r['run_s'] / floor:.2f}x"))
+        against = bool(floor and listed)  # a quiet run lists nothing: no floor to compare
+        cells.append(("extract / floor", f"{extract / floor:.2f}x" if against else "-"))
+        cells.append(("run_sync / floor", f"{r['run_s'] / floor:.2f}x" if against else "-"))
         cells += [
             ("pipeline CPU s (run_sync)", f"{r['run_cpu_s']:.2f}"),
             ("emulator CPU s", f"{server_cpu:.2f}"),
