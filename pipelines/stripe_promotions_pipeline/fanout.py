@@ -142,7 +142,7 @@ def adopt_loaded_schema(pipeline: dlt.Pipeline) -> None:
                 )
     pipeline.schemas.save_schema(merged)
     if pipeline.default_schema_name is None:
-        pipeline.default_schema_name = merged.name
+        pipeline.default_schema_name = merged.name  # type: ignore[assignment]  # dlt: None
 
 
 def stored_schemas(pipeline: dlt.Pipeline, name: str) -> list[Schema]:

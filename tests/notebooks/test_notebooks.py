@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+from stripe import RequestOptions
 
 from stripe_emulator import serve
 from stripe_emulator.server import EmulatorServer
@@ -36,6 +37,7 @@ NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 OVERVIEW = NOTEBOOKS_DIR / "promotions_overview.ipynb"
 ENV_VAR = "DESTINATION__DUCKDB__CREDENTIALS"
+SHOPS = ("north-shop", "south-shop")  # connected accounts, by their email's name
 CELL_TIMEOUT = 120  # seconds per cell; the demo load (if a notebook makes one) is the slowest
 KERNEL = "stripe-notebooks-venv"
 # A process holding the file, as an analyst's DuckDB shell or a notebook would: it opens the
@@ -57,6 +59,7 @@ class Loaded:
     settings: PipelineConfig
     database: Path
     deleted: dict[str, str]  # id -> object type, every row with is_deleted
+    accounts: dict[str, int]  # account id -> its redeemable promotion codes
 
     def run(self) -> None:
         """One more incremental pipeline run into the same file."""
@@ -65,7 +68,8 @@ class Loaded:
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
-    """Seed 'demo', load, change (deletions among them), load, soft-delete a code."""
+    """A Connect platform and two connected accounts (one with a coupon id the platform has
+    too): seed, load all of them, change (deletions among them), load, soft-delete a code."""
     folder = tmp_path_factory.mktemp("notebooks")
     with pytest.MonkeyPatch.context() as patch, serve() as emulator:
         patch.setenv("DLT_DATA_DIR", str(folder / "dlt"))
@@ -74,22 +78,41 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
         patch.setenv("STRIPE_API_KEY", TEST_KEY)
         for name in ("SOURCES__STRIPE__API_KEY", "SOURCES__STRIPE__API_BASE", ENV_VAR):
             patch.delenv(name, raising=False)
-        emulator.account.seed(preset="demo")
+        platform = emulator.account
+        platform.seed(preset="demo")
+        shops = [platform.add_connected_account(email=f"{n}@example.com") for n in SHOPS]
+        for number, shop in enumerate(shops, start=2):
+            shop.seed(coupons=6, products=4, promotion_codes=20, seed=number)
         database = folder / "stripe_pipeline.duckdb"
         settings = PipelineConfig(
             api_base=emulator.url,
             pipelines_dir=str(folder / "pipelines"),
             duckdb_file=str(database),
             progress=False,
+            accounts="all",  # the platform's own account and every connected one
         )
         run_sync(SyncRequest(), settings)
         client = setup_client(emulator.url)
-        make_changes(client, emulator.account)  # an archive, a deactivation, deletions...
+        make_changes(client, platform)  # an archive, a deactivation, deletions...
+        # In the first shop: a coupon WINTER15 too (make_changes adds the platform's), with a
+        # code; in the second: a deleted coupon.
+        first: RequestOptions = {"stripe_account": shops[0].id}
+        client.v1.coupons.create(
+            params={"id": "WINTER15", "name": "15% off", "percent_off": 15, "duration": "once"},
+            options=first,
+        )
+        client.v1.promotion_codes.create(
+            params={"code": "SHOP15", "promotion": {"type": "coupon", "coupon": "WINTER15"}},
+            options=first,
+        )
+        second: RequestOptions = {"stripe_account": shops[1].id}
+        gone = client.v1.coupons.list(params={"limit": 1}, options=second).data[0]
+        client.v1.coupons.delete(gone.id, options=second)
         run_sync(SyncRequest(), settings)
         code = client.v1.promotion_codes.list(params={"limit": 1, "active": True}).data[0]
-        run_sync(
+        run_sync(  # a verb acts on one account: here the key's own
             SyncRequest("soft_delete", ("promotion_code",), ids=(code.id,), reason="leaked"),
-            settings,
+            replace(settings, accounts=None),
         )
         with duckdb.connect(str(database), read_only=True) as connection:
             deleted = dict(
@@ -99,8 +122,20 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
                     "SELECT id, 'promotion_code' FROM stripe.promotion_codes WHERE is_deleted"
                 ).fetchall()
             )
+            accounts = dict(
+                connection.execute(
+                    "SELECT account_id, COUNT(*) FILTER (WHERE status = 'redeemable') "
+                    "FROM stripe.promotion_codes GROUP BY account_id"
+                ).fetchall()
+            )
+            [(shared,)] = connection.execute(
+                "SELECT COUNT(DISTINCT account_id) FROM stripe.coupons WHERE id = 'WINTER15'"
+            ).fetchall()
         assert set(deleted.values()) == {"coupon", "product", "promotion_code"}
-        yield Loaded(emulator, settings, database, deleted)
+        assert gone.id in deleted
+        assert set(accounts) == {platform.id, *(shop.id for shop in shops)}
+        assert shared == 2
+        yield Loaded(emulator, settings, database, deleted, accounts)
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +252,8 @@ def test_there_are_notebooks_and_none_is_committed_with_outputs() -> None:
 
 
 def check_overview(cells: list[Any], loaded: Loaded) -> None:
-    """promotions_overview: every deleted row in its deletions answer; the README's chart drawn."""
+    """promotions_overview: every deleted row in its deletions answer; the README's chart drawn;
+    every account in the answers by account."""
     [deletions] = [c for c in cells if "deletion_summary = sql(" in c.source]
     shown = output_text([deletions])
     for object_id, object_type in loaded.deleted.items():
@@ -225,6 +261,17 @@ def check_overview(cells: list[Any], loaded: Loaded) -> None:
     assert "leaked" in shown  # the soft delete's reason
     [chart] = [c for c in cells if "chart:promotion_codes_by_status" in c.metadata.get("tags", [])]
     assert any("image/png" in output.get("data", {}) for output in chart.outputs)
+    # By account: every account in the overview and the chart, and the account with the most
+    # redeemable codes (the default filter) with that many.
+    [per_account] = [c for c in cells if "per_account = sql(" in c.source]
+    shown = output_text([per_account])
+    assert f"{len(loaded.accounts)} Stripe account(s)" in shown
+    assert all(account in shown for account in loaded.accounts)
+    [by_account] = [c for c in cells if "chart:codes_by_account" in c.metadata.get("tags", [])]
+    assert any("image/png" in output.get("data", {}) for output in by_account.outputs)
+    [one] = [c for c in cells if "WHERE p.account_id = ?" in c.source]
+    top, redeemable = min(loaded.accounts.items(), key=lambda item: (-item[1], item[0]))
+    assert f"Redeemable promotion codes in account {top}: {redeemable}\n" in output_text([one])
 
 
 CHECKS: dict[str, Callable[[list[Any], Loaded], None]] = {"promotions_overview": check_overview}
@@ -259,6 +306,23 @@ def test_an_empty_key_result_fails_the_notebook(
     monkeypatch.setenv(ENV_VAR, str(empty))
     with pytest.raises(CellExecutionError, match="no rows"):
         execute(notebook_client(OVERVIEW, kernels))
+
+
+def test_a_file_from_before_connect_is_refused_with_what_to_do(
+    loaded: Loaded, kernels: KernelSpecManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    older = tmp_path / "older.duckdb"
+    with duckdb.connect(str(older)) as connection:
+        connection.execute(f"ATTACH '{loaded.database}' AS loaded (READ_ONLY)")
+        connection.execute("CREATE SCHEMA stripe")
+        for table in ("coupons", "products", "promotion_codes"):
+            connection.execute(
+                f"CREATE TABLE stripe.{table} AS "
+                f"SELECT * EXCLUDE (account_id) FROM loaded.stripe.{table}"
+            )
+    monkeypatch.setenv(ENV_VAR, str(older))
+    with pytest.raises(CellExecutionError, match="no account_id"):
+        execute(notebook_client(OVERVIEW, kernels), stop_after="snapshot")
 
 
 def test_without_the_pipelines_file_the_notebook_says_it_shows_demo_data(

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import stripe
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from stripe_emulator import Account
 from stripe_emulator.errors import StripeError as EmulatorError
@@ -385,7 +386,10 @@ def assert_cursors_cover_loaded_data(
 
 def destination_state_version(warehouse: Warehouse) -> int | None:
     """The newest pipeline state version loaded into the destination."""
-    rows = warehouse.rows("SELECT MAX(version) AS v FROM stripe_raw._dlt_pipeline_state")
+    try:
+        rows = warehouse.rows("SELECT MAX(version) AS v FROM stripe_raw._dlt_pipeline_state")
+    except DatabaseUndefinedRelation:  # nothing loaded yet: no dataset, no state table
+        return None
     return rows[0]["v"] if rows else None
 
 

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import dlt
 
 from stripe_promotions.observation import Deletion, Observation, Rank, tombstone
-from stripe_promotions.rows import objects_table
-from stripe_promotions.tables import LISTINGS_TABLE, RUNS_TABLE, TABLE_COLUMNS, routed, with_table
+from stripe_promotions.rows import json_text, objects_table
+from stripe_promotions.tables import (
+    EVENTS_TABLE,
+    LISTINGS_TABLE,
+    RUNS_TABLE,
+    TABLE_COLUMNS,
+    routed,
+    with_table,
+)
 from stripe_promotions_transforms.runner import run_transforms
 from tests.support import as_json
 
@@ -101,6 +108,23 @@ def listing(
     }
 
 
+def audit(
+    seen: Seen, event_type: str, previous_attributes: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The `events` row of an event observation (`event`) of `event_type` (`coupon.updated`):
+    Stripe's event id is the observation's slot, `previous_attributes` the values it replaced."""
+    return {
+        "account_id": seen.account,
+        "id": seen.observation.key,
+        "type": event_type,
+        "object_type": event_type.rpartition(".")[0],
+        "object_id": seen.obj["id"],
+        "created": seen.observation.observed_at,
+        "previous_attributes": json_text(previous_attributes),
+        "_observed_via": seen.observation.via,
+    }
+
+
 def epoch(value: datetime | None) -> int | None:
     """A TIMESTAMPTZ column's value as Stripe's seconds (DuckDB and PostgreSQL alike)."""
     return None if value is None else int(value.timestamp())
@@ -120,10 +144,12 @@ class RawWarehouse:
         promotion_codes: Sequence[Seen] = (),
         full_listings: Sequence[Mapping[str, Any]] = (),
         sync_runs: Sequence[Mapping[str, Any]] = (),
+        events: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        """One `pipeline.run` writing these raw rows (every raw table exists after it)."""
+        """One `pipeline.run` writing these raw rows (every raw table exists after it);
+        `events` are rows of the events audit table (`audit`)."""
         seen = {"coupons": coupons, "products": products, "promotion_codes": promotion_codes}
-        others = {LISTINGS_TABLE: full_listings, RUNS_TABLE: sync_runs}
+        others = {LISTINGS_TABLE: full_listings, RUNS_TABLE: sync_runs, EVENTS_TABLE: events}
 
         @dlt.resource(name="raw_rows")
         def raw_rows() -> Iterator[Any]:
@@ -158,3 +184,44 @@ class RawWarehouse:
             row["id"] if row["account_id"] == ACCOUNT else f"{row['id']}@{row['account_id']}": row
             for row in rows
         }
+
+    def history(self, table: str) -> dict[str, list[dict[str, Any]]]:
+        """Run the transforms and read `stripe.<table>_history`: each object's rows in version
+        order, by id as in `current`."""
+        run_transforms(self.pipeline, OBJECT_TABLES)
+        found: dict[str, list[dict[str, Any]]] = {}
+        for row in self.rows(f"SELECT * FROM stripe.{table}_history ORDER BY version"):
+            found.setdefault(self.name_of(row), []).append(row)
+        return found
+
+    def as_of(self, table: str, at: int, helper: bool = True) -> dict[str, dict[str, Any]]:
+        """The rows of `stripe.<table>_history` holding at Stripe's second `at`, by id as in
+        `current`: through the runner's helper `stripe.<table>_as_of`, or (`helper` false)
+        the documented WHERE clause."""
+        ts = datetime.fromtimestamp(at, UTC).isoformat()
+        sql = (
+            f"SELECT * FROM stripe.{table}_as_of(CAST('{ts}' AS TIMESTAMPTZ))"
+            if helper
+            else f"SELECT * FROM stripe.{table}_history WHERE valid_from <= CAST('{ts}' AS "
+            f"TIMESTAMPTZ) AND (valid_to IS NULL OR valid_to > CAST('{ts}' AS TIMESTAMPTZ))"
+        )
+        return {self.name_of(row): row for row in self.rows(sql)}
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        """Rows of a query as dicts, JSON columns parsed."""
+        with (
+            self.pipeline.sql_client() as client,
+            client.execute_query(sql) as cursor,
+        ):
+            names = [c[0] for c in cursor.description]
+            rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        for row in rows:
+            for column in ("metadata", "changed_fields"):
+                if column in row:
+                    row[column] = as_json(row[column])
+        return rows
+
+    @staticmethod
+    def name_of(row: Mapping[str, Any]) -> str:
+        """An object's name in these tests: its id, `id@account` for another account."""
+        return row["id"] if row["account_id"] == ACCOUNT else f"{row['id']}@{row['account_id']}"

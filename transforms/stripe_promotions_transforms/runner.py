@@ -3,6 +3,9 @@
 The SQL is written once, in DuckDB's dialect; sqlglot expands `*` from the raw tables' columns
 (taken from the pipeline's dlt schema, so new Stripe fields flow through) and transpiles it for
 the destination. All tables are rebuilt in one transaction: a failure leaves the old ones.
+Beside each current-state table `stripe.<table>`, its history `stripe.<table>_history` (when
+the SQL folder has `<table>_history.sql`) and, where the destination has table functions, an
+"as of" helper `stripe.<table>_as_of(ts)` (docs/HISTORY.md).
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from .migration import (
 HERE = Path(__file__).parent
 SCHEMA = "stripe"
 RAW = "stripe_raw"  # the dataset name the SQL is written against
-# The raw tables besides the object tables that the SQL reads.
-MARKER_TABLES = ("full_listings", "sync_runs")
+# The raw tables besides the object tables that the SQL reads (events: the history's
+# changed_fields, from `previous_attributes`).
+MARKER_TABLES = ("full_listings", "sync_runs", "events")
 DIALECTS = {
     "duckdb": "duckdb",
     "motherduck": "duckdb",
@@ -70,6 +74,17 @@ OBSERVATION_COLUMNS = (
     "_deletion_source",
     "_deletion_reason",
 )
+# The history tables' "as of" helpers, by dialect: the state of every object at `ts`.
+AS_OF_PREDICATE = "valid_from <= ts AND (valid_to IS NULL OR valid_to > ts)"
+AS_OF = {
+    "duckdb": "CREATE OR REPLACE MACRO {schema}.{name}(ts) AS TABLE "
+    "SELECT * FROM {schema}.{table} WHERE " + AS_OF_PREDICATE,
+    "postgres": "CREATE OR REPLACE FUNCTION {schema}.{name}(ts TIMESTAMPTZ) "
+    "RETURNS SETOF {schema}.{table} LANGUAGE sql STABLE AS $$ "
+    "SELECT * FROM {schema}.{table} WHERE " + AS_OF_PREDICATE + " $$",
+}
+# A PostgreSQL function returning a table's rows depends on it: dropped before the swap.
+DROP_AS_OF = {"postgres": "DROP FUNCTION IF EXISTS {schema}.{name}(TIMESTAMPTZ)"}
 # Columns a change in which does not count as an update in the summary.
 BOOKKEEPING = {"synced_at", "observed_via", "valid", "status", "is_expired", "is_redeemable"}
 
@@ -132,18 +147,23 @@ def build_sql(
     dataset: str,
     names: dict[str, str] | None = None,
     sql_dir: Path = HERE,
+    history: bool = False,
 ) -> exp.Query:
-    """One current-state table's SELECT, stars expanded, tables renamed, for `dialect`."""
+    """One current-state table's SELECT (`history`: its history table's), stars expanded,
+    tables renamed, for `dialect`."""
     columns = schema[RAW][table]
     # Only the columns the SQL knows: a column an earlier version wrote stays out.
     listed = ", ".join(f'"{name}"' for name in columns)
     rows = f"(SELECT {listed} FROM {RAW}.{table}) AS {table}"
-    shared = (sql_dir / "_current_state.sql").read_text()
+    shared = (sql_dir / ("_history.sql" if history else "_current_state.sql")).read_text()
     shared = shared.replace(f"{RAW}.{{raw_table}}", rows).replace("{raw_table}", table)
     shared = shared.replace("{object_type}", object_type)
-    for placeholder, sql in field_lists(columns).items():
+    for placeholder, sql in (history_field_lists if history else field_lists)(columns).items():
         shared = shared.replace(placeholder, sql)
-    text = shared + "\n" + (sql_dir / f"{table}.sql").read_text()
+    own = (sql_dir / f"{table}.sql").read_text()
+    if history:  # <table>_history.sql derives its columns with <table>.sql, where it says so
+        own = (sql_dir / f"{table}_history.sql").read_text().replace(f"{{{table}.sql}}", own)
+    text = shared + "\n" + own
     tree = qualify(
         sqlglot.parse_one(text, read="duckdb"),
         schema=schema,
@@ -183,6 +203,54 @@ def field_lists(columns: Iterable[str]) -> dict[str, str]:
     return {"{field_carriers}": ", ".join(carriers), "{field_values}": ", ".join(values)}
 
 
+def history_field_lists(columns: Iterable[str]) -> dict[str, str]:
+    """The per-field lists `_history.sql` leaves to the runner: each observation's fields
+    filled from the newest observation so far carrying them, the fields that differ from the
+    observation before, and those an event's `previous_attributes` names."""
+    carriers, values, compared, named = [], [], [], []
+    key = ", ".join(KEY)
+    for name in columns:
+        if name in KEY or name.startswith("_"):
+            values.append(f'"{name}"')
+            continue
+        carries = f"""{PATCHED} IS NULL OR STRPOS({PATCHED}, '"{name}"') > 0"""
+        carriers.append(
+            f"MAX(CASE WHEN {carries} THEN observation_number END) OVER (PARTITION BY {key} "
+            f'ORDER BY observation_number ROWS UNBOUNDED PRECEDING) AS "{name}__carrier"'
+        )
+        values.append(
+            f'FIRST_VALUE("{name}") OVER (PARTITION BY {key}, "{name}__carrier" '
+            f'ORDER BY observation_number) AS "{name}"'
+        )
+        compared.append(
+            f"""CASE WHEN "{name}" IS DISTINCT FROM LAG("{name}") OVER w """
+            f"""THEN ',"{name}"' ELSE '' END"""
+        )
+        said = " OR ".join(
+            f"(CAST(e.previous_attributes AS JSON) -> '$.{path}') IS NOT NULL"
+            for path in event_paths(name)
+        )
+        named.append(f"""CASE WHEN {said} THEN ',"{name}"' ELSE '' END""")
+    return {
+        "{field_carriers}": ", ".join(carriers) or "NULL AS no_fields",
+        "{field_values}": ", ".join(values),
+        "{compared_fields}": " || ".join(compared) or "''",
+        "{event_fields}": " || ".join(named) or "''",
+    }
+
+
+def event_paths(column: str) -> tuple[str, ...]:
+    """Where an event's `previous_attributes` names a column: a promotion code's coupon_id,
+    promotion_type and restrictions_* come from `coupon`/`promotion` and `restrictions`."""
+    if column == "coupon_id":
+        return ("coupon", "promotion.coupon")
+    if column == "promotion_type":
+        return ("promotion.type",)
+    if column.startswith("restrictions_"):
+        return ("restrictions." + column.removeprefix("restrictions_"),)
+    return (column,)
+
+
 def run_transforms(
     pipeline: dlt.Pipeline,
     object_tables: Mapping[str, str],
@@ -190,7 +258,8 @@ def run_transforms(
     own_account: str | None = None,
 ) -> list[TableChanges]:
     """Rebuild one current-state table per object table (raw table name → object type, in
-    build order: promotion_codes reads stripe.coupons); report what changed.
+    build order: promotion_codes reads stripe.coupons), and its history; report what changed
+    in the current-state tables.
 
     `sql_dir` holds the SQL files (this folder by default; tests point it at altered copies).
     A raw dataset of an earlier shape is migrated first, in the same transaction; rows from
@@ -205,7 +274,8 @@ def run_transforms(
         )
     dataset = pipeline.dataset_name
     schema: dict[str, Any] = {RAW: raw}
-    staged = {table: f"{table}__building" for table in object_tables}
+    histories = [t for t in object_tables if (sql_dir / f"{t}_history.sql").exists()]
+    staged = {t: f"{t}__building" for t in (*object_tables, *(f"{t}_history" for t in histories))}
     changes: list[TableChanges] = []
     with pipeline.sql_client() as client:
         client.execute_sql(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
@@ -224,20 +294,37 @@ def run_transforms(
             except OutdatedRawData as outdated:
                 raise TransformError(str(outdated)) from None
             for table, building in staged.items():
+                raw_table = table.removesuffix("_history")
                 tree = build_sql(
-                    table, object_tables[table], schema, dialect, dataset, staged, sql_dir
+                    raw_table,
+                    object_tables[raw_table],
+                    schema,
+                    dialect,
+                    dataset,
+                    staged,
+                    sql_dir,
+                    history=table != raw_table,
                 )
                 schema.setdefault(SCHEMA, {})[table] = {c: "TEXT" for c in tree.named_selects}
                 client.execute_sql(f"DROP TABLE IF EXISTS {SCHEMA}.{building}")
                 client.execute_sql(
                     f"CREATE TABLE {SCHEMA}.{building} AS {tree.sql(dialect=dialect)}"
                 )
-                changes.append(
-                    _changes(client, table, building, table in existing, tree.named_selects)
-                )
+                if table == raw_table:
+                    changes.append(
+                        _changes(client, table, building, table in existing, tree.named_selects)
+                    )
+            helpers = {f"{t}_as_of": f"{t}_history" for t in histories}
+            if dialect in DROP_AS_OF:
+                for name in helpers:
+                    client.execute_sql(DROP_AS_OF[dialect].format(schema=SCHEMA, name=name))
             for table, building in staged.items():
                 client.execute_sql(f"DROP TABLE IF EXISTS {SCHEMA}.{table}")
                 client.execute_sql(f"ALTER TABLE {SCHEMA}.{building} RENAME TO {table}")
+            if dialect in AS_OF:
+                for name, table in helpers.items():
+                    sql = AS_OF[dialect].format(schema=SCHEMA, name=name, table=table)
+                    client.execute_sql(sql)
     if migrating:
         forget_legacy_tables(pipeline)
     return changes

@@ -1,0 +1,198 @@
+-- Shared by every history table: the runner puts this in front of <table>_history.sql, with
+-- {object_type}, {raw_table} and the per-field lists (from the raw table's columns) filled in.
+-- It yields `versions`: every state of each object the pipeline observed, oldest first, in
+-- the shape of `current_state` (_current_state.sql), so that <table>.sql can derive the same
+-- columns from it, plus when each version held. docs/HISTORY.md explains the rules;
+-- docs/OBSERVATIONS.md the raw rows and their order.
+
+WITH observations AS (
+    -- Every observation of an object, oldest first, in the order of _current_state.sql:
+    -- Stripe's second, then the rank of the kind of observation (1 read, 2 event, 3
+    -- deletion), then the sequence within a rank.
+    SELECT
+        *,
+        ROW_NUMBER() OVER (
+            PARTITION BY account_id, id
+            ORDER BY _observed_at, _observed_rank, _observed_sequence, _observation_key
+        ) AS observation_number,
+        COUNT(*) OVER (PARTITION BY account_id, id) AS observation_count,
+        COUNT(_patched_fields) OVER (PARTITION BY account_id, id) AS partial_count
+    FROM stripe_raw.{raw_table}
+),
+
+carriers AS (
+    -- The observations of objects with a partial one (a batch patch carries the fields named
+    -- in `_patched_fields`, a tombstone none), with, for each field, the number of the newest
+    -- observation so far that carries it. The runner writes the list; for each field f:
+    --   MAX(CASE WHEN _patched_fields IS NULL OR STRPOS(_patched_fields, '"f"') > 0
+    --       THEN observation_number END) OVER (PARTITION BY account_id, id
+    --       ORDER BY observation_number ROWS UNBOUNDED PRECEDING) AS f__carrier
+    SELECT *, {field_carriers}
+    FROM observations
+    WHERE partial_count > 0
+),
+
+filled AS (
+    -- Every observation as the whole object it shows: a field a partial observation does not
+    -- carry is the one the newest observation before it carried (a field nobody observed
+    -- yet stays null). The runner writes the list, id and the `_` columns as they are, and
+    -- for each field f:
+    --   FIRST_VALUE(f) OVER (PARTITION BY account_id, id, f__carrier
+    --       ORDER BY observation_number) AS f
+    SELECT * FROM observations
+    WHERE partial_count = 0
+    UNION ALL
+    SELECT {field_values}, observation_number, observation_count, partial_count
+    FROM carriers
+),
+
+last_listing AS (
+    -- Each account's newest complete listing of this type (as in _current_state.sql).
+    SELECT account_id, started_at, started_sequence, created_from
+    FROM (
+        SELECT
+            account_id, started_at, started_sequence, created_from,
+            ROW_NUMBER() OVER (
+                PARTITION BY account_id ORDER BY started_at DESC, started_sequence DESC
+            ) AS newest
+        FROM stripe_raw.full_listings
+        WHERE object_type = '{object_type}'
+    ) AS listings
+    WHERE newest = 1
+),
+
+states AS (
+    -- Every observation, and for an object the newest listing did not list (the rule of
+    -- _current_state.sql), one more: the object deleted at the listing's start.
+    SELECT * FROM filled
+    UNION ALL
+    SELECT
+        o.* REPLACE (
+            l.started_at AS _observed_at,
+            'full_listing' AS _observed_via,
+            'full_listing:absent' AS _observation_key,
+            TRUE AS _deleted,
+            l.started_at AS _deleted_at,
+            'full_listing' AS _deletion_source,
+            CAST(NULL AS TEXT) AS _deletion_reason,
+            o.observation_number + 1 AS observation_number
+        )
+    FROM filled AS o
+    JOIN last_listing AS l ON l.account_id = o.account_id
+    WHERE
+        o.observation_number = o.observation_count
+        AND NOT COALESCE(o._deleted, FALSE)
+        AND COALESCE(o.created, l.created_from) >= l.created_from
+        AND (
+            l.started_at > o._observed_at
+            OR (
+                l.started_at = o._observed_at
+                AND o._observed_rank = 1
+                AND l.started_sequence > o._observed_sequence
+            )
+        )
+),
+
+compared AS (
+    -- Each observation against the one before it: the fields whose value differs, as the
+    -- text of a JSON array without its brackets, and whether the deletion differs. The
+    -- runner writes the list; for each field f:
+    --   CASE WHEN f IS DISTINCT FROM LAG(f) OVER (PARTITION BY account_id, id
+    --       ORDER BY observation_number) THEN ',"f"' ELSE '' END || ...
+    SELECT
+        *,
+        {compared_fields} AS compared_fields,
+        COALESCE(_deleted, FALSE) AS is_deleted,
+        (
+            COALESCE(_deleted, FALSE) IS DISTINCT FROM LAG(COALESCE(_deleted, FALSE)) OVER w
+            OR _deleted_at IS DISTINCT FROM LAG(_deleted_at) OVER w
+            OR _deletion_source IS DISTINCT FROM LAG(_deletion_source) OVER w
+            OR _deletion_reason IS DISTINCT FROM LAG(_deletion_reason) OVER w
+        ) AS deletion_changed,
+        LAG(_observed_at) OVER w AS previous_observed_at,
+        MAX(_observed_at) OVER (PARTITION BY account_id, id) AS last_observed_at
+    FROM states
+    WINDOW w AS (PARTITION BY account_id, id ORDER BY observation_number)
+),
+
+starts AS (
+    -- The observations that start a version: the first of each object, and every one that
+    -- shows a field or a deletion differing from the observation before it. Observations
+    -- that differ only in how and when they were made (a re-read) belong to one version.
+    SELECT
+        *,
+        -- When the pipeline last saw the version before this one: the change happened after.
+        previous_observed_at AS version_after,
+        ROW_NUMBER() OVER (
+            PARTITION BY account_id, id ORDER BY observation_number
+        ) AS version,
+        LEAD(_observed_at) OVER (
+            PARTITION BY account_id, id ORDER BY observation_number
+        ) AS next_version_from,
+        LEAD(previous_observed_at) OVER (
+            PARTITION BY account_id, id ORDER BY observation_number
+        ) AS last_seen_at
+    FROM compared
+    WHERE observation_number = 1 OR compared_fields <> '' OR deletion_changed
+),
+
+as_of AS (
+    -- Stripe's clock at the last sync, for what changes with time alone (expiry).
+    SELECT MAX(server_time) AS synced_until FROM stripe_raw.sync_runs
+),
+
+versions AS (
+    SELECT
+        v.account_id,
+        v.* EXCLUDE (
+            account_id, observation_number, observation_count, partial_count,
+            compared_fields, deletion_changed, previous_observed_at, last_observed_at,
+            version_after, version, next_version_from, last_seen_at, event_id, event_fields,
+            is_deleted,
+            _observed_at, _observed_rank, _observed_sequence, _observed_via, _observation_key,
+            _api_version, _patched_fields,
+            _deleted, _deleted_at, _deletion_source, _deletion_reason
+        ),
+        v.is_deleted,
+        CAST(to_timestamp(CASE WHEN v.is_deleted THEN v._deleted_at END) AS TIMESTAMPTZ)
+            AS deleted_at,
+        CASE WHEN v.is_deleted THEN v._deletion_source END AS deletion_source,
+        CASE WHEN v.is_deleted THEN v._deletion_reason END AS deletion_reason,
+        -- When the pipeline last saw this version hold.
+        CAST(to_timestamp(COALESCE(v.last_seen_at, v.last_observed_at)) AS TIMESTAMPTZ)
+            AS synced_at,
+        v._observed_via AS observed_via,
+        a.synced_until,
+        v.version,
+        v._observed_at AS valid_from,
+        v.next_version_from AS valid_to,
+        v.next_version_from IS NULL AS is_current,
+        -- An event names the fields it changed (`previous_attributes`); otherwise, the fields
+        -- that differ from the previous version (none before the first).
+        CASE
+            WHEN v.event_fields IS NOT NULL THEN CAST('[' || SUBSTRING(v.event_fields, 2) || ']' AS JSON)
+            WHEN v.version > 1 THEN CAST('[' || SUBSTRING(v.compared_fields, 2) || ']' AS JSON)
+        END AS changed_fields,
+        -- A version no event reported (a read, a 404, a listing that missed the object)
+        -- started some time after the previous version was last seen, and by `valid_from`.
+        CASE
+            WHEN v.event_id IS NULL AND v.version > 1
+                THEN CAST(to_timestamp(v.version_after) AS TIMESTAMPTZ)
+        END AS changed_after
+    FROM (
+        SELECT
+            s.*,
+            e.id AS event_id,
+            -- The fields an event's `previous_attributes` names, as the text of a JSON array
+            -- without brackets (null for a read, or an event without them: a creation or a
+            -- deletion). The runner writes the list; for each field f (a promotion code's
+            -- coupon_id is `coupon`, its restrictions_x is `restrictions.x`):
+            --   CASE WHEN (CAST(e.previous_attributes AS JSON) -> '$.f') IS NOT NULL
+            --       THEN ',"f"' ELSE '' END || ...
+            CASE WHEN e.previous_attributes IS NOT NULL THEN {event_fields} END AS event_fields
+        FROM starts AS s
+        LEFT JOIN stripe_raw.events AS e
+            ON e.account_id = s.account_id AND e.id = s._observation_key
+    ) AS v
+    CROSS JOIN as_of AS a
+)
