@@ -185,7 +185,8 @@ class Accounts:
         runs = self.runs(state)
         isolate = len(runs) > 1
         return interleaved(
-            (self._isolated(run, work, isolate) for run in runs), at_most=ACCOUNTS_AT_ONCE
+            (self._isolated(run, work, isolate) for run in runs),
+            at_most=ACCOUNTS_AT_ONCE,
         )
 
     def _isolated(

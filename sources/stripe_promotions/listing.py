@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +48,6 @@ class Lister:
     def __init__(self, api: StripeApi) -> None:
         self.api = api
         self._lock = threading.Lock()
-        self._listings = 0  # parallel listings under way
         # Process CPU seconds per request (moving average; everything the run does per page),
         # and where it was last measured: (process CPU s, requests made).
         self.cpu_per_request = 0.0
@@ -79,12 +77,14 @@ class Lister:
         yield page
         if rest is None:
             return
-        with self._listing(), ThreadPoolExecutor(workers, thread_name_prefix="stripe") as pool:
+        operation = f"GET {path}"
+        listing = self.api.budget.listing(operation)
+        with listing, ThreadPoolExecutor(workers, thread_name_prefix="stripe") as pool:
             running: dict[Future[tuple[Page, Window | None]], tuple[Window, int | None]] = {}
             windows = [rest]
             while windows or running:
                 fetched = [window for window, _ in running.values()]
-                for window in self._share(windows, fetched, workers):
+                for window in self._share(windows, fetched, workers, operation):
                     future = pool.submit(self._fetch, path, base, window)
                     running[future] = (window, window.low)
                 windows = []
@@ -95,17 +95,6 @@ class Lister:
                     if remaining is not None:
                         windows.append(remaining)
                     yield page
-
-    @contextmanager
-    def _listing(self) -> Iterator[None]:
-        """Count the listings under way: they share the rate limit."""
-        with self._lock:
-            self._listings += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._listings -= 1
 
     def first_page(
         self,
@@ -152,11 +141,14 @@ class Lister:
         rest = Window(low, last, data[-1]["id"], same_second, density, window.open_bottom, True)
         return page, rest
 
-    def _share(self, windows: list[Window], running: list[Window], workers: int) -> list[Window]:
+    def _share(
+        self, windows: list[Window], running: list[Window], workers: int, operation: str
+    ) -> list[Window]:
         """The windows to fetch next: `windows`, plus parts cut off big ones for idle workers.
 
-        Enough windows keep the rate limit busy: this listing's rate (its operation's limit,
-        or its share of the account's when listings under way share it) times the latency,
+        Enough windows keep the rate limit busy: this listing's rate (its share of its
+        operation's limit and of the account's, among the listings under way on the same
+        budget: a platform's accounts share one) times the latency,
         with a margin; or, when this process's CPU cannot keep up with the rate limit, the
         rate the CPU can serve (see `_capacity`). Every window ends in a part-filled page, so
         a cut costs a request: beyond that count, a
@@ -172,7 +164,7 @@ class Lister:
             return out
         size = self.api.page_size
         capacity = self._capacity()
-        share = min(self.api.budget.per_operation, capacity / max(1, self._listings))
+        share = self.api.budget.listing_share(operation, capacity)
         # When the CPU is the bottleneck, answers wait for it and round trips look long: the
         # quickest recent one is closer to what the network takes.
         latency = (

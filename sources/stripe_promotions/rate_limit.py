@@ -14,7 +14,9 @@ import bisect
 import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from .errors import StripeSourceError
 
@@ -99,12 +101,33 @@ class RateBudget:
         self.account = AccountLimit(account_rate, "max_requests_per_second")
         self.operation_rate = checked_rate(operation_rate, OPERATION_SETTING)
         self._operations: dict[str, OperationLimit] = {}
+        self._listings: Counter[str] = Counter()  # listings under way, by operation
         self._lock = threading.Lock()
 
     @property
     def per_operation(self) -> float:
         """Requests per second any one operation may have: its own limit, within the account's."""
         return min(self.operation_rate, self.account.rate)
+
+    @contextmanager
+    def listing(self, operation: str) -> Iterator[None]:
+        """Count a listing of `operation` under way: listings share the limits."""
+        with self._lock:
+            self._listings[operation] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._listings[operation] -= 1
+
+    def listing_share(self, operation: str, capacity: float) -> float:
+        """Requests per second one listing of `operation` may aim for: its share of the
+        operation's limit and of `capacity` (the account's rate, or what the CPU serves)
+        among the listings under way."""
+        with self._lock:
+            same = max(1, self._listings[operation])
+            every = max(1, sum(self._listings.values()))
+        return min(self.per_operation / same, capacity / every)
 
     def acquire(self, operation: str) -> None:
         """Block until a request of `operation` (e.g. `GET /v1/coupons`) may leave."""
