@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import dlt
 import pytest
 
+from stripe_promotions_transforms.runner import run_transforms
 from tests.conftest import create_database
 from tests.transforms.raw_warehouse import (
     ACCOUNT,
@@ -40,6 +42,7 @@ HISTORY_COLUMNS = {
     "is_current",
     "changed_fields",
     "changed_after",
+    "event_id",
 }
 OTHER = "acct_1Other"
 COUPON = {"id": "co_1", "object": "coupon"}
@@ -77,12 +80,26 @@ def assert_history_invariants(raw: RawWarehouse) -> dict[str, dict[str, list[dic
     """Every object's versions: numbered 1..n, in order, without overlap or gap, the last one
     (only) current and equal to the current-state row but for bookkeeping. Returns them."""
     histories = {}
+    run_transforms(raw.pipeline, OBJECT_TABLES)
     for table in OBJECT_TABLES:
-        history = raw.history(table)
+        history: dict[str, list[dict[str, Any]]] = {}
+        for row in raw.rows(f"SELECT * FROM stripe.{table}_history ORDER BY version"):
+            history.setdefault(RawWarehouse.name_of(row), []).append(row)
         current = {
             RawWarehouse.name_of(row): row for row in raw.rows(f"SELECT * FROM stripe.{table}")
         }
         assert set(history) == set(current), table
+        # The current-state table's columns, with the same types.
+        types: dict[str, dict[str, str]] = {}
+        for row in raw.rows(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            f"WHERE table_schema = 'stripe' AND table_name IN ('{table}', '{table}_history')"
+        ):
+            types.setdefault(row["table_name"], {})[row["column_name"]] = row["data_type"]
+        shared_types = {
+            c: t for c, t in types[f"{table}_history"].items() if c not in HISTORY_COLUMNS
+        }
+        assert shared_types == types[table], table
         for name, versions in history.items():
             assert [v["version"] for v in versions] == list(range(1, len(versions) + 1))
             for before, after in pairwise(versions):
@@ -152,6 +169,7 @@ def test_events_name_the_fields_they_changed(raw: RawWarehouse) -> None:
     histories = assert_history_invariants(raw)
     first, second, gone_ = histories["coupons"]["co_1"]
     assert first["changed_fields"] is None and first["observed_via"] == "event"
+    assert first["event_id"] == created.observation.key
     assert epoch(first["valid_from"]) == T and first["changed_after"] is None
     assert second["changed_fields"] == ["name"]
     assert epoch(second["valid_from"]) == T + 10 and second["changed_after"] is None
@@ -304,11 +322,13 @@ def test_absence_from_the_newest_full_listing_is_a_deletion_at_its_start(
 def test_expiry_and_a_coupons_change_cut_versions(raw: RawWarehouse) -> None:
     """A coupon's redeem_by passing (before the last sync) starts a row (`valid` false,
     observed_via `expiry`); a code's coupon turning invalid starts a row of the code
-    (`active` false, observed_via `coupon`); a code's expires_at passing starts one too."""
+    (`active` false, observed_via `coupon`); a code's expires_at passing starts one too. A
+    code observed before its coupon has the coupon as first observed."""
     raw.load(
         coupons=[observe("co_1", T, valid=True, redeem_by=T + 50, created=CREATED)],
         promotion_codes=[
             observe("promo_1", T + 10, code="A", active=True, coupon=COUPON, created=CREATED),
+            observe("promo_early", T - 5, code="E", active=True, coupon=COUPON, created=CREATED),
             observe(
                 "promo_2",
                 T + 10,
@@ -340,6 +360,10 @@ def test_expiry_and_a_coupons_change_cut_versions(raw: RawWarehouse) -> None:
         (epoch(v["valid_from"]), v["status"], v["active"], v["observed_via"], v["changed_fields"])
         for v in histories["promotion_codes"]["promo_2"]
     ]
+    early = [
+        (epoch(v["valid_from"]), v["status"]) for v in histories["promotion_codes"]["promo_early"]
+    ]
+    assert early == [(T - 5, "redeemable"), (T + 50, "coupon_invalid")]
     # Expired at T + 30 (no field of it changed); at T + 50 its coupon's expiry ends `active`.
     assert rows == [
         (T + 10, "redeemable", True, "list", None),
@@ -405,6 +429,25 @@ def test_as_of_gives_the_state_at_each_time(raw: RawWarehouse) -> None:
         assert fields(states["coupons"].get("co_1"), "name", "is_deleted") == coupon, at
         assert fields(states["products"].get("prod_1"), "status", "active") == product, at
         assert fields(states["promotion_codes"].get("promo_1"), "active", "status") == code, at
+    # docs/HISTORY.md's count at each month's start, with seconds for months.
+    first, last = (datetime.fromtimestamp(at, UTC).isoformat() for at in (T - 100, T + 300))
+    counts = raw.rows(
+        f"""
+        SELECT m.month_start, COUNT(*) FILTER (WHERE h.is_redeemable) AS redeemable
+        FROM generate_series(
+            TIMESTAMPTZ '{first}', TIMESTAMPTZ '{last}', INTERVAL '100 seconds'
+        ) AS m(month_start)
+        JOIN stripe.promotion_codes_history AS h
+          ON h.valid_from <= m.month_start AND (h.valid_to IS NULL OR h.valid_to > m.month_start)
+        GROUP BY m.month_start ORDER BY m.month_start
+        """
+    )
+    assert [(epoch(r["month_start"]), r["redeemable"]) for r in counts] == [
+        (T, 1),
+        (T + 100, 1),
+        (T + 200, 0),
+        (T + 300, 0),
+    ]
 
 
 # -- everything at once --------------------------------------------------------------------------

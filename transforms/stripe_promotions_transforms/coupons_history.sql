@@ -37,6 +37,7 @@ current_state AS (
             s.redeem_by AS valid_from,
             CASE WHEN s.is_current THEN s.synced_until ELSE s.redeem_by END AS synced_until,
             'expiry' AS observed_via,
+            CAST(NULL AS TEXT) AS event_id,
             CAST(NULL AS TIMESTAMPTZ) AS changed_after
         ),
         1 AS part
@@ -65,8 +66,9 @@ SELECT
     END AS changed_fields,
     changed_after,
     observed_via,
+    event_id,
     * EXCLUDE (
         account_id, id, version, valid_from, valid_to, is_current, is_deleted,
-        changed_fields, changed_after, observed_via, part
+        changed_fields, changed_after, observed_via, event_id, part
     )
 FROM coupons

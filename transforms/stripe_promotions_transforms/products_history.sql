@@ -25,8 +25,9 @@ SELECT
     changed_fields,
     changed_after,
     observed_via,
+    event_id,
     * EXCLUDE (
         account_id, id, version, valid_from, valid_to, is_current, is_deleted,
-        changed_fields, changed_after, observed_via
+        changed_fields, changed_after, observed_via, event_id
     )
 FROM products

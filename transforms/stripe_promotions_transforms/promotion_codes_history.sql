@@ -38,6 +38,7 @@ code_rows AS (
             s.expires_at AS valid_from,
             CASE WHEN s.is_current THEN s.synced_until ELSE s.expires_at END AS synced_until,
             'expiry' AS observed_via,
+            CAST(NULL AS TEXT) AS event_id,
             CAST(NULL AS TIMESTAMPTZ) AS changed_after
         ),
         1 AS part
@@ -46,17 +47,23 @@ code_rows AS (
 ),
 
 coupon_rows AS (
-    -- Each coupon's rows that last (not those of one second), and before its first, a row
-    -- for the time the pipeline did not know it (`valid` unknown).
-    SELECT account_id, id, valid_from, valid_to, valid, changed_after
-    FROM stripe.coupons_history
-    WHERE valid_to IS NULL OR valid_to > valid_from
-    UNION ALL
+    -- Each coupon's rows that last (not those of one second); the first one also stands for
+    -- the time before the pipeline first observed the coupon (a code listed a moment before
+    -- its coupon has it as first observed, as stripe.promotion_codes would).
     SELECT
-        account_id, id, CAST(NULL AS TIMESTAMPTZ), MIN(valid_from), CAST(NULL AS BOOLEAN),
-        CAST(NULL AS TIMESTAMPTZ)
-    FROM stripe.coupons_history
-    GROUP BY account_id, id
+        account_id,
+        id,
+        CASE WHEN valid_from > first_from THEN valid_from END AS valid_from,
+        valid_to,
+        valid,
+        changed_after
+    FROM (
+        SELECT
+            *,
+            MIN(valid_from) OVER (PARTITION BY account_id, id) AS first_from
+        FROM stripe.coupons_history
+        WHERE valid_to IS NULL OR valid_to > valid_from
+    ) AS lasting
 ),
 
 timed AS (
@@ -68,25 +75,41 @@ timed AS (
 ),
 
 pieces AS (
-    -- Each code row with the coupon row that held when it started, and one more piece for
-    -- every coupon row that started while it held.
+    -- Each code row with the coupon row that held when it started...
     SELECT
         p.*,
         c.valid AS coupon_valid,
-        COALESCE(c.valid_from > p.row_from, FALSE) AS coupon_changed,
-        CASE WHEN c.valid_from > p.row_from THEN c.valid_from ELSE p.row_from END AS piece_from,
+        FALSE AS coupon_changed,
+        p.row_from AS piece_from,
+        CAST(NULL AS TIMESTAMPTZ) AS coupon_changed_after
+    FROM timed AS p
+    JOIN coupon_rows AS c ON c.account_id = p.account_id AND c.id = p.coupon_id
+    WHERE
+        (c.valid_from IS NULL OR c.valid_from <= p.row_from)
+        AND (c.valid_to IS NULL OR c.valid_to > p.row_from)
+    UNION ALL
+    -- ...(or with none: a coupon the pipeline never observed)...
+    SELECT
+        p.*,
+        CAST(NULL AS BOOLEAN) AS coupon_valid,
+        FALSE AS coupon_changed,
+        p.row_from AS piece_from,
+        CAST(NULL AS TIMESTAMPTZ) AS coupon_changed_after
+    FROM timed AS p
+    WHERE NOT EXISTS (
+        SELECT 1 FROM coupon_rows AS c WHERE c.account_id = p.account_id AND c.id = p.coupon_id
+    )
+    UNION ALL
+    -- ...and one more piece for every coupon row that started while it held.
+    SELECT
+        p.*,
+        c.valid AS coupon_valid,
+        TRUE AS coupon_changed,
+        c.valid_from AS piece_from,
         c.changed_after AS coupon_changed_after
     FROM timed AS p
-    LEFT JOIN coupon_rows AS c
-        ON c.account_id = p.account_id
-        AND c.id = p.coupon_id
-        AND (
-            (
-                (c.valid_from IS NULL OR c.valid_from <= p.row_from)
-                AND (c.valid_to IS NULL OR c.valid_to > p.row_from)
-            )
-            OR (c.valid_from > p.row_from AND (p.row_to IS NULL OR c.valid_from < p.row_to))
-        )
+    JOIN coupon_rows AS c ON c.account_id = p.account_id AND c.id = p.coupon_id
+    WHERE c.valid_from > p.row_from AND (p.row_to IS NULL OR c.valid_from < p.row_to)
 ),
 
 derived AS (
@@ -97,6 +120,7 @@ derived AS (
             CAST(to_timestamp(p.expires_at) AS TIMESTAMPTZ) AS expires_at,
             COALESCE(p.active AND COALESCE(p.coupon_valid, TRUE), FALSE) AS active,
             CASE WHEN p.coupon_changed THEN 'coupon' ELSE p.observed_via END AS observed_via,
+            CASE WHEN p.coupon_changed THEN NULL ELSE p.event_id END AS event_id,
             CASE
                 WHEN p.coupon_changed THEN p.coupon_changed_after ELSE p.changed_after
             END AS changed_after
@@ -126,41 +150,65 @@ derived AS (
     FROM pieces AS p
 ),
 
+cut AS (
+    -- The codes with more rows than versions (cut at their expiry, or where their coupon
+    -- changed): only they need renumbering; the others keep their versions as they are.
+    SELECT DISTINCT account_id, id FROM derived WHERE coupon_changed OR part = 1
+),
+
 kept AS (
     -- A coupon change that changed nothing of the code is no new row of the code.
     SELECT
-        *,
-        LAG(active) OVER w AS previous_active,
-        NOT coupon_changed
-            OR active IS DISTINCT FROM LAG(active) OVER w
-            OR is_redeemable IS DISTINCT FROM LAG(is_redeemable) OVER w
-            OR status IS DISTINCT FROM LAG(status) OVER w AS starts_row
-    FROM derived
-    WINDOW w AS (PARTITION BY account_id, id ORDER BY version, part, piece_from)
+        d.*,
+        LAG(d.active) OVER w AS previous_active,
+        NOT d.coupon_changed
+            OR d.active IS DISTINCT FROM LAG(d.active) OVER w
+            OR d.is_redeemable IS DISTINCT FROM LAG(d.is_redeemable) OVER w
+            OR d.status IS DISTINCT FROM LAG(d.status) OVER w AS starts_row
+    FROM derived AS d
+    JOIN cut AS c ON c.account_id = d.account_id AND c.id = d.id
+    WINDOW w AS (PARTITION BY d.account_id, d.id ORDER BY d.version, d.part, d.piece_from)
+),
+
+code_versions AS (
+    SELECT d.* REPLACE (CAST(to_timestamp(d.valid_to) AS TIMESTAMPTZ) AS valid_to)
+    FROM derived AS d
+    WHERE NOT EXISTS (SELECT 1 FROM cut AS c WHERE c.account_id = d.account_id AND c.id = d.id)
+    UNION ALL
+    SELECT
+        k.* EXCLUDE (previous_active, starts_row) REPLACE (
+            ROW_NUMBER() OVER w AS version,
+            LEAD(k.piece_from) OVER w AS valid_to,
+            LEAD(k.piece_from) OVER w IS NULL AS is_current,
+            -- At expires_at no field of the code changes; where its coupon changed, `active`
+            -- may have.
+            CASE
+                WHEN k.coupon_changed AND k.active IS DISTINCT FROM k.previous_active
+                    THEN CAST('["active"]' AS JSON)
+                WHEN k.coupon_changed OR k.part = 1 THEN CAST('[]' AS JSON)
+                ELSE k.changed_fields
+            END AS changed_fields
+        )
+    FROM kept AS k
+    WHERE k.starts_row
+    WINDOW w AS (PARTITION BY k.account_id, k.id ORDER BY k.version, k.part, k.piece_from)
 )
 
 SELECT
     account_id,
     id,
-    ROW_NUMBER() OVER w AS version,
+    version,
     piece_from AS valid_from,
-    LEAD(piece_from) OVER w AS valid_to,
-    LEAD(piece_from) OVER w IS NULL AS is_current,
+    valid_to,
+    is_current,
     is_deleted,
-    -- At expires_at no field of the code changes; when its coupon changed, `active` may.
-    CASE
-        WHEN coupon_changed AND active IS DISTINCT FROM previous_active
-            THEN CAST('["active"]' AS JSON)
-        WHEN coupon_changed OR part = 1 THEN CAST('[]' AS JSON)
-        ELSE changed_fields
-    END AS changed_fields,
+    changed_fields,
     changed_after,
     observed_via,
+    event_id,
     * EXCLUDE (
         account_id, id, version, valid_from, valid_to, is_current, is_deleted,
-        changed_fields, changed_after, observed_via, part, coupon_changed, piece_from,
-        previous_active, starts_row
+        changed_fields, changed_after, observed_via, event_id, part, coupon_changed,
+        piece_from
     )
-FROM kept
-WHERE starts_row
-WINDOW w AS (PARTITION BY account_id, id ORDER BY version, part, piece_from)
+FROM code_versions
