@@ -14,13 +14,12 @@ Stripe's rate limits for the key's mode). PostgreSQL is a `pgserver` of its own.
 are registered as partitions once (as the sensor would); then, for each number of accounts at
 once (STRIPE_PIPELINE_ACCOUNTS_AT_ONCE, the executor's max_concurrent), a fresh database and
 dlt folder, and `dagster job execute -j stripe_incremental` with the schedule's tags (every
-partition in one run), twice. Each worker process has its own rate limiter, so under the
-platform's one budget each gets 1/N of Stripe's limits (SOURCES__STRIPE__MAX_REQUESTS_PER_SECOND
-and ..._PER_OPERATION), as orchestration/README.md advises.
+partition in one run), twice. Under the platform's one budget each account's process takes
+1/N of Stripe's limits (fanout.rate_share), so N processes together stay within them.
 
 Reported per run: wall time of `dagster job execute`, Stripe requests and 429s, and from the
-run's events the mean time an account's step took (its load) and the mean time from launching
-its process to the step's start (Dagster's overhead per step), and the transforms' step.
+run's events the mean time of an account's step (its load), the mean time from launching a
+step's process to the step's start (Dagster's overhead per step), and the transforms' step.
 Results: benchmarks/RESULTS.md.
 """
 
@@ -77,15 +76,6 @@ def environment(args: argparse.Namespace, url: str, home: Path) -> dict[str, str
         RUNTIME__DLTHUB_TELEMETRY="false",
     )
     return env
-
-
-def limits_per_worker(args: argparse.Namespace, at_once: int) -> dict[str, str]:
-    """Each worker's share of the platform's rate limits (all of them with per-account ones)."""
-    share = at_once if args.budget == "platform" else 1
-    return {
-        "SOURCES__STRIPE__MAX_REQUESTS_PER_SECOND": f"{ACCOUNT_RATE[args.key] / share:g}",
-        "SOURCES__STRIPE__MAX_REQUESTS_PER_SECOND_PER_OPERATION": f"{OPERATION_RATE / share:g}",
-    }
 
 
 def register_accounts(env: dict[str, str]) -> list[str]:
@@ -188,7 +178,6 @@ def measure(
             for at_once in [int(n) for n in args.at_once.split(",")]:
                 run_env = {
                     **env,
-                    **limits_per_worker(args, at_once),
                     "STRIPE_PIPELINE_ACCOUNTS_AT_ONCE": str(at_once),
                     "DESTINATION__POSTGRES__CREDENTIALS": create_database(socket_dir),
                     "DLT_DATA_DIR": tempfile.mkdtemp(prefix="connect-dagster-dlt-"),

@@ -14,7 +14,7 @@ takes one writer at a time; the source then loads several accounts itself, overl
   coupon, product and promotion code; an object no longer listed is flagged deleted.
 
 Fan-out (Stripe Connect: `sources.stripe.accounts` "all" or several ids, on a destination that
-takes several writers, e.g. PostgreSQL):
+takes several writers, e.g. PostgreSQL; STRIPE_PIPELINE_FAN_OUT=false keeps one process):
 - `stripe_raw/accounts` and `stripe_raw/sync_all/accounts`: partitioned by account (dynamic
   partitions `stripe_accounts`, kept current by the sensor `stripe_accounts_sensor`). Each is a
   graph: one step per account of the run (its own dlt pipeline, `PipelineConfig.for_account`),
@@ -172,8 +172,9 @@ def load_raw(
             allow_retries=not is_permanent(error),
         ) from error
     failed = failed_accounts_message(stats)
-    if failed:  # several accounts in this process: the others' data is loaded and recorded
-        raise dg.Failure(description=failed)
+    if failed:  # several accounts in this process: the others' data is loaded and recorded;
+        # the next run tries the failed ones again (a retry now would reload them all)
+        raise dg.Failure(description=failed, allow_retries=False)
 
 
 def one_process_loads(settings: PipelineConfig) -> list[dg.AssetsDefinition]:

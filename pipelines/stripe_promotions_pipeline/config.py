@@ -3,6 +3,7 @@ command, the Python verbs, Dagster, Airflow), and the dlt pipeline built from it
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -70,7 +71,7 @@ class PipelineConfig:
             self,
             accounts=(account_id,),
             pipeline_name=f"{self.pipeline_name}__{account_id}",
-            staging_dataset=f"{self.dataset_name}_staging__{account_id}",
+            staging_dataset=staging_dataset(self.dataset_name, account_id),
             transform=False,
             progress=False,
         )
@@ -103,6 +104,14 @@ class PipelineConfig:
             duckdb_file=duckdb_file,
             pipelines_dir=pipelines_dir,
         )
+
+
+def staging_dataset(dataset: str, account_id: str) -> str:
+    """One account's staging dataset, in the form dlt keeps: dlt lower-cases names, and
+    account ids differ by case alone (`acct_1AB`, `acct_1Ab`), so a digest of the id keeps
+    them apart."""
+    digest = hashlib.sha256(account_id.encode()).hexdigest()[:8]
+    return f"{dataset}_staging_{account_id.lower()}_{digest}"
 
 
 def make_pipeline(config: PipelineConfig) -> dlt.Pipeline:

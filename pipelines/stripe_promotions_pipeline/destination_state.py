@@ -12,12 +12,17 @@ destination really holds.
 from __future__ import annotations
 
 import hashlib
+import json
 
 import dlt
+from dlt.common.destination.client import WithStateSync
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
+from dlt.common.schema import Schema
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 STATE_TABLE = "_dlt_pipeline_state"
+VERSION_TABLE = "_dlt_version"
+SCHEMA_NAME = "stripe"  # the dlt source's name, so its schema's
 # The local state's record of the destination it last agreed with (never synced to one).
 DESTINATION_KEY = "stripe_destination"
 
@@ -110,3 +115,49 @@ def destination_words(pipeline: dlt.Pipeline) -> str:
     destination = pipeline.destination
     name = destination.destination_name if destination is not None else "the destination"
     return f"The destination ({name}, dataset {pipeline.dataset_name})"
+
+
+def adopt_loaded_schema(pipeline: dlt.Pipeline) -> None:
+    """Give the pipeline the dlt schema of the raw tables as loaded: the newest version stored
+    in the dataset, with every column an older or another pipeline's version has besides."""
+    name = pipeline.default_schema_name or SCHEMA_NAME
+    stored = stored_schemas(pipeline, name)
+    if not stored:
+        return  # nothing loaded yet: the transforms say so
+    merged, *others = stored
+    for other in others:
+        for table_name, table in other.tables.items():
+            known = merged.tables.get(table_name)
+            if known is None:
+                continue  # a table the newest version dropped stays dropped
+            missing = {c: col for c, col in table["columns"].items() if c not in known["columns"]}
+            if missing:
+                merged.update_table(
+                    {"name": table_name, "columns": missing}, normalize_identifiers=False
+                )
+    pipeline.schemas.save_schema(merged)
+    if pipeline.default_schema_name is None:
+        pipeline.default_schema_name = merged.name  # type: ignore[assignment]  # dlt: None
+
+
+def stored_schemas(pipeline: dlt.Pipeline, name: str) -> list[Schema]:
+    """Every distinct version of schema `name` stored in the pipeline's dataset, newest first."""
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(VERSION_TABLE)
+            rows = client.execute_sql(
+                f"SELECT version_hash FROM {table} WHERE schema_name = %s "
+                "GROUP BY version_hash ORDER BY MAX(inserted_at) DESC",
+                name,
+            )
+    except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
+        return []
+    schemas: list[Schema] = []
+    with pipeline.destination_client() as job_client:
+        if not isinstance(job_client, WithStateSync):
+            return []
+        for (version_hash,) in rows or []:
+            info = job_client.get_stored_schema_by_hash(str(version_hash))
+            if info is not None:
+                schemas.append(Schema.from_dict(json.loads(info.schema)))
+    return schemas

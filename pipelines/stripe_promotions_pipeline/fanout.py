@@ -19,33 +19,33 @@ Measured on PostgreSQL (orchestration/README.md, "Stripe Connect"):
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
 import time
+from dataclasses import replace
 from typing import Any
 
 import dlt
-from dlt.common.destination.client import WithStateSync
-from dlt.common.destination.exceptions import DestinationUndefinedEntity, SchemaUpdateError
-from dlt.common.schema import Schema
-from dlt.destinations.exceptions import DatabaseUndefinedRelation
+from dlt.common.destination.exceptions import SchemaUpdateError
 
 from stripe_promotions import RunStats, SyncRequest
 from stripe_promotions.accounts import ALL, parse_accounts
+from stripe_promotions.credentials import key_mode
+from stripe_promotions.settings import OPERATION_RATE_LIMIT, RATE_LIMITS
 from stripe_promotions_transforms import TableChanges
 
 from .config import PipelineConfig
-from .destination_state import reconcile
 from .errors import RunError, root_causes
-from .progress import Progress
-from .runner import RunResult, build_current_state, failure, one_run_at_a_time, run_sync
+from .runner import RunResult, run_sync, run_transforms_only
+from .tuning import prepare_process
 
 log = logging.getLogger(__name__)
 
 # Destinations that take one writing process at a time: their accounts load in one process.
 SINGLE_WRITER = frozenset({"duckdb", "motherduck"})
+# "false": several accounts load in one process on any destination (fewer, cheaper steps).
+FAN_OUT_ENV = "STRIPE_PIPELINE_FAN_OUT"
 # How many accounts a fan-out loads at once (Dagster's executor, Airflow's mapped tasks).
 ACCOUNTS_AT_ONCE_ENV = "STRIPE_PIPELINE_ACCOUNTS_AT_ONCE"
 DEFAULT_ACCOUNTS_AT_ONCE = 4
@@ -57,9 +57,16 @@ SCHEMA_NAME = "stripe"  # the dlt source's name, so its schema's
 
 def fans_out(config: PipelineConfig) -> bool:
     """Whether an orchestrator loads accounts one per step: several accounts are selected
-    (a list, or "all") and the destination takes several writers at once."""
+    (a list, or "all"), the destination takes several writers at once, and
+    STRIPE_PIPELINE_FAN_OUT is not "false"."""
     if config.destination in SINGLE_WRITER:
         return False
+    if os.environ.get(FAN_OUT_ENV, "").strip().lower() in ("false", "0", "no"):
+        return False
+    # Before dlt's config is first read: outside Airflow, dlt's probe for Airflow's secrets
+    # costs every process 2-3 s (each Dagster step loads the definitions), and importing
+    # Airflow replaces the root logger's handlers.
+    prepare_process(duckdb=False)
     configured: Any = config.accounts
     if configured is None:
         configured = dlt.config.get("sources.stripe.accounts")
@@ -81,10 +88,12 @@ def accounts_at_once() -> int:
 
 
 def load_account(request: SyncRequest, base: PipelineConfig, account: str) -> RunResult:
-    """One account's load in a fan-out: `run_sync` with the account's own pipeline, tried
-    again when it lost a race with another account's pipeline over the raw tables' DDL."""
-    config = base.for_account(account)
-    logging.getLogger("dlt").addFilter(STAGING_NAME_NOTICE)
+    """One account's load in a fan-out: `run_sync` with the account's own pipeline and its
+    share of the platform's rate limits, tried again when it lost a race with another
+    account's pipeline over the raw tables' DDL."""
+    prepare_process(duckdb=base.destination == "duckdb")  # before dlt's config is first read
+    options = {**rate_share(base), **base.source_options}
+    config = replace(base, source_options=options).for_account(account)
     for attempt in range(1, SCHEMA_RACE_ATTEMPTS + 1):
         try:
             return run_sync(request, config)
@@ -102,6 +111,26 @@ def load_account(request: SyncRequest, base: PipelineConfig, account: str) -> Ru
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
+def rate_share(base: PipelineConfig) -> dict[str, float]:
+    """Rate limits for one of STRIPE_PIPELINE_ACCOUNTS_AT_ONCE account loads in processes of
+    their own: each process's client would take the platform's whole budget (Stripe's limits
+    for the key), and together they would be answered 429 and slowed by backoff. Limits set
+    in the configuration win; with `connect_rate_budget = "per_account"` none are divided."""
+    at_once = accounts_at_once()
+    budget = base.source_options.get("connect_rate_budget") or dlt.config.get(
+        "sources.stripe.connect_rate_budget"
+    )
+    if at_once == 1 or (budget or "platform") != "platform":
+        return {}
+    share: dict[str, float] = {}
+    if dlt.config.get("sources.stripe.max_requests_per_second") is None:
+        key: Any = dlt.secrets.get("sources.stripe.api_key") or os.environ.get("STRIPE_API_KEY")
+        share["max_requests_per_second"] = RATE_LIMITS[key_mode(str(key or ""))] / at_once
+    if dlt.config.get("sources.stripe.max_requests_per_second_per_operation") is None:
+        share["max_requests_per_second_per_operation"] = OPERATION_RATE_LIMIT / at_once
+    return share
+
+
 def lost_schema_race(error: BaseException) -> bool:
     """Whether dlt failed to apply the raw tables' DDL: what a concurrent pipeline's DDL causes
     (dlt says a retry is safe); a genuine refusal fails the same way on every attempt."""
@@ -110,62 +139,9 @@ def lost_schema_race(error: BaseException) -> bool:
 
 def rebuild_current_state(base: PipelineConfig) -> list[TableChanges]:
     """The transforms after the loads, with the base pipeline and the dlt schema of what every
-    account's pipeline loaded (`run_transforms_only`, plus `adopt_loaded_schema`)."""
-    progress = Progress(RunStats(), enabled=False)
-    pipeline: dlt.Pipeline | None = None
-    try:
-        with one_run_at_a_time(base, progress) as pipeline, progress.step("transforming"):
-            reconcile(pipeline)
-            adopt_loaded_schema(pipeline)
-            return build_current_state(pipeline, base)
-    except (Exception, KeyboardInterrupt) as error:
-        raise failure(error, pipeline, base, progress.phase) from error
-
-
-def adopt_loaded_schema(pipeline: dlt.Pipeline) -> None:
-    """Give the pipeline the dlt schema of the raw tables as loaded: the newest version stored
-    in the dataset, with every column an older or another pipeline's version has besides."""
-    name = pipeline.default_schema_name or SCHEMA_NAME
-    stored = stored_schemas(pipeline, name)
-    if not stored:
-        return  # nothing loaded yet: the transforms say so
-    merged, *others = stored
-    for other in others:
-        for table_name, table in other.tables.items():
-            known = merged.tables.get(table_name)
-            if known is None:
-                continue  # a table the newest version dropped stays dropped
-            missing = {c: col for c, col in table["columns"].items() if c not in known["columns"]}
-            if missing:
-                merged.update_table(
-                    {"name": table_name, "columns": missing}, normalize_identifiers=False
-                )
-    pipeline.schemas.save_schema(merged)
-    if pipeline.default_schema_name is None:
-        pipeline.default_schema_name = merged.name  # type: ignore[assignment]  # dlt: None
-
-
-def stored_schemas(pipeline: dlt.Pipeline, name: str) -> list[Schema]:
-    """Every distinct version of schema `name` stored in the pipeline's dataset, newest first."""
-    try:
-        with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name(VERSION_TABLE)
-            rows = client.execute_sql(
-                f"SELECT version_hash FROM {table} WHERE schema_name = %s "
-                "GROUP BY version_hash ORDER BY MAX(inserted_at) DESC",
-                name,
-            )
-    except (DatabaseUndefinedRelation, DestinationUndefinedEntity):
-        return []
-    schemas: list[Schema] = []
-    with pipeline.destination_client() as job_client:
-        if not isinstance(job_client, WithStateSync):
-            return []
-        for (version_hash,) in rows or []:
-            info = job_client.get_stored_schema_by_hash(str(version_hash))
-            if info is not None:
-                schemas.append(Schema.from_dict(json.loads(info.schema)))
-    return schemas
+    account's pipeline loaded (`run_transforms_only` adopts it)."""
+    prepare_process(duckdb=base.destination == "duckdb")  # before dlt's config is read
+    return run_transforms_only(base)
 
 
 def failed_accounts_message(stats: RunStats) -> str | None:
@@ -177,15 +153,3 @@ def failed_accounts_message(stats: RunStats) -> str | None:
         f"{len(stats.failed_accounts)} of {len(stats.accounts)} Stripe accounts failed; the "
         f"others loaded, and each resumes where it stopped on the next run. {reasons}"
     )
-
-
-class _StagingNameNotice(logging.Filter):
-    """dlt's warning, once per statement, that it normalized an account's staging dataset name
-    (`stripe_raw_staging__acct_1AbC` becomes `stripe_raw_staging_acct_1ab_c`): noise while
-    config.py names staging datasets in a form dlt does not change."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Due to normalization dataset name got changed" not in record.getMessage()
-
-
-STAGING_NAME_NOTICE = _StagingNameNotice()

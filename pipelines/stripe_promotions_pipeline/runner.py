@@ -16,7 +16,7 @@ from stripe_promotions_transforms import TableChanges, run_transforms
 from stripe_promotions_transforms.runner import HERE as DEFAULT_SQL_DIR
 
 from .config import OBJECT_TABLES, PipelineConfig, make_pipeline
-from .destination_state import reconcile
+from .destination_state import adopt_loaded_schema, reconcile
 from .errors import (
     RunError,
     RunInterrupted,
@@ -27,7 +27,7 @@ from .errors import (
 from .known_ids import checked_request
 from .locking import RunLockedError, default_lock_wait, destination_run_lock, local_run_lock
 from .progress import Progress
-from .tuning import tuned_run, with_memory_to_spare
+from .tuning import prepare_process, tuned_run, with_memory_to_spare
 
 
 @dataclass
@@ -110,6 +110,7 @@ def run_transforms_only(settings: PipelineConfig | None = None) -> list[TableCha
     try:
         with one_run_at_a_time(settings, progress) as pipeline, progress.step("transforming"):
             reconcile(pipeline)  # read the raw tables the destination holds, as dlt knows them
+            adopt_loaded_schema(pipeline)  # and those other pipelines loaded (a fan-out's)
             return build_current_state(pipeline, settings)
     except (Exception, KeyboardInterrupt) as error:
         raise failure(error, pipeline, settings, progress.phase) from error
@@ -126,6 +127,7 @@ def one_run_at_a_time(settings: PipelineConfig, progress: Progress) -> Iterator[
             message = f"waiting up to {wait:g} s for {holder} to finish…"
             progress.console.print(message, highlight=False, soft_wrap=True)
 
+    prepare_process(duckdb=settings.destination == "duckdb")  # before dlt reads its config
     pipelines_dir = settings.pipelines_dir or get_dlt_pipelines_dir()
     with local_run_lock(pipelines_dir, settings.pipeline_name, wait, waiting):
         pipeline = make_pipeline(settings)

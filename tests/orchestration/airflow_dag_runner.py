@@ -7,7 +7,8 @@ environment when first imported, and dlt's Airflow helper changes process-wide e
 variables while the DAG file is parsed; a process of its own keeps both away from pytest's.
 Prints `PARSED {json}` (import errors, the DAG's settings), runs `dag.test(run_conf=...)` once,
 without retries so that a failure ends the run at once (unless --keep-retries), and prints
-`RESULT {json}` (run and task states).
+`RESULT {json}` (run and task states) and `MAPPED {json}` (each mapped task's instances'
+states, in map index order).
 
 One run per process, as Airflow itself runs tasks: a second `dag.test()` of the same parsed DAG
 fails, because dlt's `PipelineTasksGroup` wipes the pipeline's working folder after each task
@@ -45,12 +46,23 @@ def main(dag_id: str, run_conf: dict[str, Any], keep_retries: bool) -> None:
         }
         for task in dag.tasks
     }
+    parsed["max_active_tis_per_dagrun"] = {
+        task.task_id: task.max_active_tis_per_dagrun
+        for task in dag.tasks
+        if task.max_active_tis_per_dagrun is not None
+    }
     report("PARSED", parsed)
     for task in dag.tasks if not keep_retries else []:  # a failure ends the run at once
         task.retries = 0
     run = dag.test(run_conf=run_conf)
-    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    instances = sorted(run.get_task_instances(), key=lambda ti: (ti.task_id, ti.map_index))
+    states = {ti.task_id: str(ti.state) for ti in instances}
     report("RESULT", {"state": str(run.state), "tasks": states})
+    mapped: dict[str, list[str]] = {}
+    for ti in instances:
+        if ti.map_index >= 0:  # a mapped task's instances, in map index order
+            mapped.setdefault(ti.task_id, []).append(str(ti.state))
+    report("MAPPED", mapped)
 
 
 if __name__ == "__main__":

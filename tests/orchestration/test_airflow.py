@@ -22,7 +22,12 @@ import stripe
 
 from stripe_emulator.server import EmulatorServer
 from stripe_promotions_pipeline import PipelineConfig
-from tests.orchestration.checks import assert_matches_stripe
+from tests.conftest import create_database
+from tests.orchestration.checks import (
+    assert_every_account_matches,
+    assert_matches_stripe,
+    connect_platform,
+)
 from tests.support import TEST_KEY, Warehouse, as_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,3 +177,49 @@ def test_a_refused_key_fails_at_once_says_why_and_never_shows_the_key(
     assert errors, airflow.tail()
     assert "key" in errors[-1].lower() and "generator already executing" not in errors[-1]
     assert TEST_KEY not in airflow.output
+
+
+def test_connect_loads_each_account_in_a_mapped_task_into_postgres(
+    airflow: Airflow,
+    isolated: Path,
+    stripe_emulator: EmulatorServer,
+    client: stripe.StripeClient,
+    postgres_socket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    accounts = connect_platform(stripe_emulator, client, connected=5)
+    credentials = create_database(postgres_socket)
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", credentials)  # for the reads
+    airflow.env.update(
+        STRIPE_PIPELINE_DESTINATION="postgres",
+        DESTINATION__POSTGRES__CREDENTIALS=credentials,
+        SOURCES__STRIPE__ACCOUNTS="all",
+        STRIPE_PIPELINE_ACCOUNTS_AT_ONCE="3",
+        DLT_DATA_DIR=str(isolated / "dlt"),
+    )
+    parsed, result = airflow.test()
+    assert parsed["import_errors"] == {} and parsed["dag_ids"] == [DAG_ID]
+    retried = {"retries": 3, "retry_delay": 300.0}
+    assert parsed["tasks"] == {
+        "accounts": {**retried, "upstream": []},
+        "load": {**retried, "upstream": ["accounts"]},
+        TRANSFORM: {**retried, "upstream": ["load"]},
+    }
+    assert parsed["max_active_tis_per_dagrun"] == {"load": 3}
+    assert result == {
+        "state": "success",
+        "tasks": {"accounts": "success", "load": "success", TRANSFORM: "success"},
+    }, airflow.tail()
+    assert tagged(airflow.output, "MAPPED") == {"load": ["success"] * len(accounts)}
+    assert TEST_KEY not in airflow.output
+    warehouse = Warehouse(
+        "postgres",
+        PipelineConfig(
+            destination="postgres", pipelines_dir=str(isolated / "reader"), progress=False
+        ),
+    )
+    assert_every_account_matches(warehouse, stripe_emulator, accounts)
+    states = warehouse.rows("SELECT DISTINCT pipeline_name FROM stripe_raw._dlt_pipeline_state")
+    assert {row["pipeline_name"] for row in states} == {
+        f"stripe_pipeline__{account}" for account in accounts
+    }

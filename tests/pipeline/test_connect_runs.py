@@ -222,7 +222,10 @@ def test_for_account_gives_each_account_its_own_pipeline_and_staging() -> None:
     """A fan-out's per-account config: own dlt pipeline and staging dataset, no transforms."""
     config = PipelineConfig().for_account("acct_1Shop")
     assert config.pipeline_name == "stripe_pipeline__acct_1Shop"
-    assert config.staging_dataset == "stripe_raw_staging__acct_1Shop"
+    assert config.staging_dataset is not None
+    assert config.staging_dataset.startswith("stripe_raw_staging_acct_1shop_")
+    other = PipelineConfig().for_account("acct_1SHop").staging_dataset
+    assert other != config.staging_dataset  # ids that differ by case alone stay apart
     assert config.accounts == ("acct_1Shop",) and not config.transform
     with pytest.raises(Exception, match="not a Stripe account id"):
         PipelineConfig().for_account("shop")
