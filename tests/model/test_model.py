@@ -3,8 +3,12 @@
 Hypothesis drives the emulator with creates, updates, archives, deactivations, redemptions,
 deletions, clock jumps past the 30-day event retention, API version changes and event
 visibility delays, interleaved with incremental runs, sync all, sync by ids, batches (bare
-objects and replayed webhooks, old ones included) and soft deletes. After every run the
-current-state tables must equal the emulator's state. MODEL_PROFILE=deep runs it longer.
+objects and replayed webhooks, old ones included) and soft deletes. The emulator is a Connect
+platform: changes land in its own account or a connected one (the same id in two accounts
+among them), runs read every account, the key's own or one, the verbs act on one (`account=`),
+and a connected account may be disconnected or deleted on the way. After every run the
+current-state tables must equal the emulator's state per (account_id, id) in the accounts it
+read, and stay as they were in the others. MODEL_PROFILE=deep runs it longer.
 """
 
 from __future__ import annotations
