@@ -24,6 +24,7 @@ from dlt.extract.resource import DltResource
 from .accounts import AccountRun, Accounts, parse_accounts
 from .batch import validate_batch
 from .client import Page, StripeApi
+from .errors import StripeSourceError
 from .events import EventBatch
 from .interleave import interleaved
 from .observation import (
@@ -412,6 +413,17 @@ def batch(
         checked = validate_batch(object_type.name, items)
         state = dlt.current.source_state()
         account = platform.verb_account(state)
+        elsewhere = [
+            f"item {n} ({item.get('id')}, account {item['account']})"
+            for n, item in enumerate(checked, 1)
+            if item.get("object") == "event" and item.get("account") not in (None, account)
+        ]
+        if elsewhere:  # a connected account's saved webhook carries its `account`
+            raise StripeSourceError(
+                f"The batch holds events of another account than {account}: "
+                f"{', '.join(elsewhere[:5])}. Nothing was loaded: pass that account "
+                "(account='acct_...', --account acct_...)."
+            )
         now = estimated_stripe_time(state)
         changes = EventBatch("batch")
         chunks: list[tuple[Observation, list[Mapping[str, Any]]]] = []

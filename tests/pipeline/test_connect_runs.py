@@ -230,3 +230,32 @@ def test_for_account_gives_each_account_its_own_pipeline_and_staging() -> None:
     with pytest.raises(Exception, match="not a Stripe account id"):
         PipelineConfig().for_account("shop")
     assert SyncRequest().mode == "incremental"
+
+
+def test_a_connected_accounts_saved_webhook_loads_only_into_its_account(
+    duckdb_warehouse: Warehouse,
+    stripe_emulator: EmulatorServer,
+    client: stripe.StripeClient,
+    platform: list[str],
+) -> None:
+    """A saved event carries its `account`: loaded into another account, the batch is refused
+    whole; with that account, it lands there."""
+    shop = platform[0]
+    client.v1.coupons.create(
+        params={"id": "SHOPONLY", "percent_off": 5}, options={"stripe_account": shop}
+    )
+    events = client.v1.events.list(
+        params={"type": "coupon.created"}, options={"stripe_account": shop}
+    )
+    saved = next(e for e in events.data if e.data.object["id"] == "SHOPONLY").to_dict()
+    settings = duckdb_warehouse.settings
+    options: dict[str, Any] = {
+        "api_base": settings.api_base,
+        "pipelines_dir": settings.pipelines_dir,
+        "duckdb_file": settings.duckdb_file,
+    }
+    with pytest.raises(RunError, match="events of another account"):
+        coupons.sync_batch([saved], **options)
+    coupons.sync_batch([saved], account=shop, **options)
+    rows = duckdb_warehouse.rows("SELECT account_id FROM stripe.coupons WHERE id = 'SHOPONLY'")
+    assert rows == [{"account_id": shop}]
