@@ -32,11 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from emulator_process import ROOT, launch_emulator
+from emulator_process import ACCOUNT_RATE, KEYS, OPERATION_RATE, ROOT, launch_emulator
 
-KEYS = {"live": "sk_live_benchmarkKey0123456789", "test": "sk_test_benchmarkKey0123456789"}
-ACCOUNT_RATE = {"live": 100.0, "test": 25.0}
-OPERATION_RATE = 25.0
 COMMAND = [sys.executable, str(ROOT / "pipelines" / "stripe_pipeline.py")]
 
 

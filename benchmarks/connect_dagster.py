@@ -37,11 +37,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from emulator_process import ROOT, Emulator, launch_emulator
+from emulator_process import KEYS, ROOT, Emulator, launch_emulator
 
-KEYS = {"live": "sk_live_benchmarkKey0123456789", "test": "sk_test_benchmarkKey0123456789"}
-ACCOUNT_RATE = {"live": 100.0, "test": 25.0}
-OPERATION_RATE = 25.0
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 DEFINITIONS = "orchestration.dagster.definitions"
 PARTITIONS = "stripe_accounts"

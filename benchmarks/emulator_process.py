@@ -16,6 +16,10 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 URL_LINE = re.compile(rb"http://127\.0\.0\.1:\d+")
+# The benchmarks' keys, by mode, and Stripe's limits for them (requests/s).
+KEYS = {"live": "sk_live_benchmarkKey0123456789", "test": "sk_test_benchmarkKey0123456789"}
+ACCOUNT_RATE = {"live": 100.0, "test": 25.0}
+OPERATION_RATE = 25.0
 
 
 @dataclass

@@ -65,10 +65,9 @@ from typing import Any
 
 import orjson
 import psutil
-from emulator_process import Emulator, launch_emulator
+from emulator_process import KEYS, Emulator, launch_emulator
 
 ROOT = Path(__file__).resolve().parent.parent
-KEYS = {"live": "sk_live_benchmarkKey0123456789", "test": "sk_test_benchmarkKey0123456789"}
 STRIPE_LIMITS = {"live": 100.0, "test": 25.0}  # account-wide requests/s by key mode
 OPERATION_LIMIT = 25.0
 URL_LINE = re.compile(rb"http://127\.0\.0\.1:\d+")
