@@ -118,13 +118,18 @@ def destination_words(pipeline: dlt.Pipeline) -> str:
 
 
 def adopt_loaded_schema(pipeline: dlt.Pipeline) -> None:
-    """Give the pipeline the dlt schema of the raw tables as loaded: the newest version stored
-    in the dataset, with every column an older or another pipeline's version has besides."""
+    """Give the pipeline the dlt schema of the raw tables as loaded: its own (or, when it never
+    loaded, as a fan-out's base pipeline, the newest version stored in the dataset), with
+    every column another version stored there has besides. Tables its own schema dropped (a
+    migration's) stay dropped."""
     name = pipeline.default_schema_name or SCHEMA_NAME
     stored = stored_schemas(pipeline, name)
     if not stored:
         return  # nothing loaded yet: the transforms say so
-    merged, *others = stored
+    if pipeline.default_schema_name:
+        merged, others = pipeline.default_schema, stored
+    else:
+        merged, *others = stored
     for other in others:
         for table_name, table in other.tables.items():
             known = merged.tables.get(table_name)
