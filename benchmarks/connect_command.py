@@ -32,21 +32,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from emulator_process import ACCOUNT_RATE, KEYS, OPERATION_RATE, ROOT, launch_emulator
+from emulator_process import (
+    ACCOUNT_RATE,
+    KEYS,
+    OPERATION_RATE,
+    ROOT,
+    launch_emulator,
+    platform_arguments,
+)
 
 COMMAND = [sys.executable, str(ROOT / "pipelines" / "stripe_pipeline.py")]
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--accounts", type=int, default=200, help="connected accounts")
-    parser.add_argument("--codes", type=int, default=500, help="promotion codes per account")
-    parser.add_argument("--latency-ms", type=float, default=150.0)
-    parser.add_argument("--key", choices=KEYS, default="live")
-    parser.add_argument("--budget", choices=("platform", "per_account"), default="platform")
+    parser = platform_arguments(__doc__.split("\n\n")[0])
     parser.add_argument("--destination", default="duckdb")
     parser.add_argument("--quiet-runs", type=int, default=1, help="loads with nothing changed")
-    return parser.parse_args(argv)
+    args: argparse.Namespace = parser.parse_args(argv)
+    return args
 
 
 def requests_per_account(codes: int) -> dict[str, int]:

@@ -37,7 +37,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from emulator_process import KEYS, ROOT, Emulator, launch_emulator
+from emulator_process import KEYS, ROOT, Emulator, launch_emulator, platform_arguments
 
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 DEFINITIONS = "orchestration.dagster.definitions"
@@ -46,14 +46,10 @@ RUN_TIMEOUT = 3600
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--accounts", type=int, default=200, help="connected accounts")
-    parser.add_argument("--codes", type=int, default=500, help="promotion codes per account")
-    parser.add_argument("--latency-ms", type=float, default=150.0)
-    parser.add_argument("--key", choices=KEYS, default="live")
-    parser.add_argument("--budget", choices=("platform", "per_account"), default="platform")
+    parser = platform_arguments(__doc__.split("\n\n")[0])
     parser.add_argument("--at-once", default="1,2,4,8", help="accounts at once, comma-separated")
-    return parser.parse_args(argv)
+    args: argparse.Namespace = parser.parse_args(argv)
+    return args
 
 
 def environment(args: argparse.Namespace, url: str, home: Path) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -71,3 +72,14 @@ def launch_emulator(options: list[str]) -> Emulator:
         process.kill()
         raise SystemExit(f"the emulator did not start: {line!r}")
     return Emulator(process, match.group().decode(), time.monotonic() - started)
+
+
+def platform_arguments(description: str) -> argparse.ArgumentParser:
+    """The options of the Connect benchmarks: the platform's size, latency, key and budget."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--accounts", type=int, default=200, help="connected accounts")
+    parser.add_argument("--codes", type=int, default=500, help="promotion codes per account")
+    parser.add_argument("--latency-ms", type=float, default=150.0)
+    parser.add_argument("--key", choices=KEYS, default="live")
+    parser.add_argument("--budget", choices=("platform", "per_account"), default="platform")
+    return parser
