@@ -12,7 +12,7 @@ import stripe
 
 from stripe_emulator.server import EmulatorServer
 from stripe_promotions_pipeline import PipelineConfig
-from stripe_promotions_pipeline.tuning import DUCKDB_GLOBAL_CONFIG
+from stripe_promotions_pipeline.tuning import DUCKDB_GLOBAL_CONFIG, LOAD_IDS
 from tests.support import TEST_KEY, Warehouse, setup_client
 
 pytest_plugins = ["stripe_emulator.pytest_plugin"]
@@ -56,6 +56,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
     monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
     monkeypatch.setenv("STRIPE_API_KEY", TEST_KEY)
+    monkeypatch.setenv(LOAD_IDS, "true")  # as every run sets it (raw_warehouse loads direct)
     for name in ("SOURCES__STRIPE__API_KEY", "SOURCES__STRIPE__API_BASE", DUCKDB_GLOBAL_CONFIG):
         monkeypatch.delenv(name, raising=False)
     return tmp_path

@@ -32,6 +32,10 @@ import dlt
 import duckdb
 import pyarrow as pa
 
+# dlt's switch for `_dlt_load_id` on Arrow tables: the transforms recompute the objects of
+# the loads they have not applied yet (transforms/.../incremental.py), found by that column.
+LOAD_IDS = "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID"
+
 DUCKDB_GLOBAL_CONFIG = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
 # DuckDB's buffer pool on a step's first try: this much per thread, and never less than the
 # floor (dlt's merge and the transforms' windows need working memory per thread).
@@ -63,6 +67,7 @@ def prepare_process(*, duckdb: bool) -> None:
     """The process defaults a run needs, set before its pipeline is built; idempotent, and a
     user's own setting of any of them wins."""
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    os.environ[LOAD_IDS] = "true"  # not a default: the transforms need it (LOAD_IDS)
     skip_airflow_secrets()
     logging.getLogger("dlt").addFilter(EXPECTED_NOTICES)  # the same object: added once
     if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import dlt
 import pyarrow as pa
+from dlt.common.schema.typing import TColumnSchema
 
 from .rows import ARROW_TYPES, BIGINT, BOOL, JSON, TEXT, column_hints, object_table_hints
 from .settings import OBJECT_TYPES, ObjectType
@@ -68,8 +69,13 @@ PRIMARY_KEYS: Final = {
 }
 # Bumped whenever a raw table gains columns: the next run creates them even if it loads
 # nothing into that table (the transforms read every column). Shape 2: docs/OBSERVATIONS.md;
-# shape 3 adds `account_id` to every table and key.
-RAW_SHAPE: Final = 3
+# shape 3 adds `account_id` to every table and key; shape 4 dlt's `_dlt_load_id`.
+RAW_SHAPE: Final = 4
+# dlt's load id on every raw row, for the transforms to apply only the loads they have not
+# (the pipeline turns it on for Arrow tables); nullable, so a table from before gains it.
+LOAD_ID_HINT: Final[dict[str, TColumnSchema]] = {
+    "_dlt_load_id": {"data_type": "text", "nullable": True}
+}
 # An object table's key: the account, the object and the observation slot it fills.
 OBJECT_KEY: Final = (ACCOUNT_COLUMN, "id", "_observation_key")
 
@@ -80,7 +86,7 @@ def object_hints(object_type: ObjectType) -> Any:
         table_name=object_type.table,
         write_disposition="merge",
         primary_key=list(OBJECT_KEY),
-        columns=object_table_hints(object_type.name),
+        columns={**object_table_hints(object_type.name), **LOAD_ID_HINT},
     )
 
 
@@ -93,7 +99,7 @@ def hints_for(table_name: str) -> Any:
         table_name=table_name,
         write_disposition="merge",
         primary_key=list(PRIMARY_KEYS[table_name]),
-        columns=column_hints(TABLE_COLUMNS[table_name]),
+        columns={**column_hints(TABLE_COLUMNS[table_name]), **LOAD_ID_HINT},
     )
 
 

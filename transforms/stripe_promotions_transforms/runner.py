@@ -1,8 +1,10 @@
-"""Apply the SQL transforms to the pipeline's destination: build every table, then swap.
+"""Apply the SQL transforms to the pipeline's destination, in one transaction: a failure
+leaves the tables as they were.
 
 The SQL is written once, in DuckDB's dialect; sqlglot expands `*` from the raw tables' columns
 (taken from the pipeline's dlt schema, so new Stripe fields flow through) and transpiles it for
-the destination. All tables are rebuilt in one transaction: a failure leaves the old ones.
+the destination. A rebuild creates every table beside the old one, then swaps; a usual run
+recomputes only the objects that moved (incremental.py) and replaces their rows in place.
 Beside each current-state table `stripe.<table>`, its history `stripe.<table>_history` (when
 the SQL folder has `<table>_history.sql`) and, where the destination has table functions, an
 "as of" helper `stripe.<table>_as_of(ts)` (docs/HISTORY.md).
@@ -11,7 +13,7 @@ the SQL folder has `<table>_history.sql`) and, where the destination has table f
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,18 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.qualify import qualify
 
+from .incremental import (
+    LOAD_ID,
+    REFERENCES,
+    STATE_TABLE,
+    Plan,
+    changed_objects,
+    inputs_digest,
+    moved_references,
+    plan,
+    record,
+    scalar,
+)
 from .migration import (
     OutdatedRawData,
     fill_account_ids,
@@ -95,14 +109,15 @@ class TransformError(Exception):
 
 @dataclass
 class TableChanges:
-    """What one rebuild changed in a current-state table."""
+    """What one run of the transforms changed in a current-state table."""
 
     table: str
     rows: int
     new: int
     updated: int
-    deleted: int  # rows deleted since the previous rebuild
+    deleted: int  # rows deleted since the previous run
     deleted_rows: int = 0  # rows flagged deleted in the table now
+    recomputed: int = 0  # objects whose rows this run computed (all of them in a rebuild)
 
 
 def dialect_of(pipeline: dlt.Pipeline) -> str:
@@ -148,13 +163,19 @@ def build_sql(
     names: dict[str, str] | None = None,
     sql_dir: Path = HERE,
     history: bool = False,
+    only: str | None = None,
 ) -> exp.Query:
     """One current-state table's SELECT (`history`: its history table's), stars expanded,
-    tables renamed, for `dialect`."""
+    tables renamed, for `dialect`; of the objects in `stripe.<only>` alone when given."""
     columns = schema[RAW][table]
     # Only the columns the SQL knows: a column an earlier version wrote stays out.
     listed = ", ".join(f'"{name}"' for name in columns)
-    rows = f"(SELECT {listed} FROM {RAW}.{table}) AS {table}"
+    where = (
+        f" WHERE ({', '.join(KEY)}) IN (SELECT {', '.join(KEY)} FROM {SCHEMA}.{only})"
+        if only
+        else ""
+    )
+    rows = f"(SELECT {listed} FROM {RAW}.{table}{where}) AS {table}"
     shared = (sql_dir / ("_history.sql" if history else "_current_state.sql")).read_text()
     shared = shared.replace(f"{RAW}.{{raw_table}}", rows).replace("{raw_table}", table)
     shared = shared.replace("{object_type}", object_type)
@@ -256,14 +277,17 @@ def run_transforms(
     object_tables: Mapping[str, str],
     sql_dir: Path = HERE,
     own_account: str | None = None,
+    full: bool = False,
 ) -> list[TableChanges]:
-    """Rebuild one current-state table per object table (raw table name → object type, in
-    build order: promotion_codes reads stripe.coupons), and its history; report what changed
-    in the current-state tables.
+    """Bring one current-state table per object table (raw table name → object type, in
+    build order: promotion_codes reads stripe.coupons), and its history, up to date with the
+    raw dataset; report what changed in the current-state tables.
 
-    `sql_dir` holds the SQL files (this folder by default; tests point it at altered copies).
-    A raw dataset of an earlier shape is migrated first, in the same transaction; rows from
-    before accounts get `own_account`, the key's own account id.
+    A run recomputes only the objects something moved for since the last one (incremental.py);
+    `full`, a first run, new SQL or new raw columns rebuild everything. Either way in one
+    transaction, with the same result. `sql_dir` holds the SQL files (this folder by default;
+    tests point it at altered copies). A raw dataset of an earlier shape is migrated first, in
+    the same transaction; rows from before accounts get `own_account`, the key's own account id.
     """
     dialect = dialect_of(pipeline)
     raw = raw_schema(pipeline, object_tables)
@@ -273,15 +297,17 @@ def run_transforms(
             "a load (python pipelines/stripe_pipeline.py) to bring it to the current shape first."
         )
     dataset = pipeline.dataset_name
-    schema: dict[str, Any] = {RAW: raw}
-    histories = [t for t in object_tables if (sql_dir / f"{t}_history.sql").exists()]
-    staged = {t: f"{t}__building" for t in (*object_tables, *(f"{t}_history" for t in histories))}
-    changes: list[TableChanges] = []
+    histories = {
+        t: f"{t}_history" for t in object_tables if (sql_dir / f"{t}_history.sql").exists()
+    }
+    build = Builder(dict(object_tables), histories, {RAW: raw}, dialect, dataset, sql_dir)
+    digest = inputs_digest(sql_dir, raw)
     with pipeline.sql_client() as client:
         client.execute_sql(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         existing = _existing_tables(client, SCHEMA)
         migrating = needs_migration(client, dataset)
         unowned = needs_account_ids(client, next(iter(object_tables)))
+        missing = {*object_tables, *histories.values(), STATE_TABLE} - existing
         with client.begin_transaction():
             try:
                 if migrating:
@@ -293,41 +319,146 @@ def run_transforms(
                     fill_account_ids(client, dataset, dict(object_tables), own_account)
             except OutdatedRawData as outdated:
                 raise TransformError(str(outdated)) from None
-            for table, building in staged.items():
-                raw_table = table.removesuffix("_history")
-                tree = build_sql(
-                    raw_table,
-                    object_tables[raw_table],
-                    schema,
-                    dialect,
-                    dataset,
-                    staged,
-                    sql_dir,
-                    history=table != raw_table,
-                )
-                schema.setdefault(SCHEMA, {})[table] = {c: "TEXT" for c in tree.named_selects}
-                client.execute_sql(f"DROP TABLE IF EXISTS {SCHEMA}.{building}")
-                client.execute_sql(
-                    f"CREATE TABLE {SCHEMA}.{building} AS {tree.sql(dialect=dialect)}"
-                )
-                if table == raw_table:
-                    changes.append(
-                        _changes(client, table, building, table in existing, tree.named_selects)
-                    )
-            helpers = {f"{t}_as_of": f"{t}_history" for t in histories}
-            if dialect in DROP_AS_OF:
-                for name in helpers:
-                    client.execute_sql(DROP_AS_OF[dialect].format(schema=SCHEMA, name=name))
-            for table, building in staged.items():
-                client.execute_sql(f"DROP TABLE IF EXISTS {SCHEMA}.{table}")
-                client.execute_sql(f"ALTER TABLE {SCHEMA}.{building} RENAME TO {table}")
-            if dialect in AS_OF:
-                for name, table in helpers.items():
-                    sql = AS_OF[dialect].format(schema=SCHEMA, name=name, table=table)
-                    client.execute_sql(sql)
+            known = pipeline.default_schema.tables
+            unlabelled = any(LOAD_ID not in known[t]["columns"] for t in raw)
+            reason = (
+                "asked"
+                if full
+                else "migration"
+                if migrating or unowned
+                else "missing tables"
+                if missing
+                else "raw rows without load ids"
+                if unlabelled
+                else None
+            )
+            work = plan(client, SCHEMA, dataset, digest, reason)
+            if work.full:
+                changes = build.everything(client, existing)
+            else:
+                changes = build.changed(client, work)
+            record(client, SCHEMA, work, digest)
     if migrating:
         forget_legacy_tables(pipeline)
     return changes
+
+
+@dataclass
+class Builder:
+    """Builds the tables: all of them, or the objects a plan says moved."""
+
+    object_tables: dict[str, str]  # raw table → object type, in build order
+    histories: dict[str, str]  # raw table → its history table (where the SQL has one)
+    schema: dict[str, Any]  # sqlglot's schema: the raw columns, then the tables built
+    dialect: str
+    dataset: str
+    sql_dir: Path
+
+    def outputs(self, table: str) -> list[str]:
+        """A raw table's current-state table, then its history."""
+        return [table, *([self.histories[table]] if table in self.histories else [])]
+
+    def build(
+        self, client: Any, name: str, names: dict[str, str] | None, only: str | None = None
+    ) -> list[str]:
+        """CREATE `stripe.<name>__building` (current state or history), restricted to the
+        objects in `stripe.<only>` when given; its columns."""
+        raw_table = name.removesuffix("_history")
+        tree = build_sql(
+            raw_table,
+            self.object_tables[raw_table],
+            self.schema,
+            self.dialect,
+            self.dataset,
+            names,
+            self.sql_dir,
+            history=name != raw_table,
+            only=only,
+        )
+        self.schema.setdefault(SCHEMA, {})[name] = {c: "TEXT" for c in tree.named_selects}
+        building = f"{SCHEMA}.{name}__building"
+        client.execute_sql(f"DROP TABLE IF EXISTS {building}")
+        client.execute_sql(f"CREATE TABLE {building} AS {tree.sql(dialect=self.dialect)}")
+        return list(tree.named_selects)
+
+    def everything(self, client: Any, existing: set[str]) -> list[TableChanges]:
+        """Rebuild every table beside the old ones, then swap them in."""
+        outputs = [name for table in self.object_tables for name in self.outputs(table)]
+        staged = {name: f"{name}__building" for name in outputs}
+        changes = []
+        for table in self.object_tables:
+            for name in self.outputs(table):
+                columns = self.build(client, name, staged)
+                if name == table:
+                    changes.append(_changes(client, table, table in existing, columns))
+        helpers = {f"{t}_as_of": history for t, history in self.histories.items()}
+        if self.dialect in DROP_AS_OF:
+            for helper in helpers:
+                client.execute_sql(DROP_AS_OF[self.dialect].format(schema=SCHEMA, name=helper))
+        for name, building in staged.items():
+            client.execute_sql(f"DROP TABLE IF EXISTS {SCHEMA}.{name}")
+            client.execute_sql(f"ALTER TABLE {SCHEMA}.{building} RENAME TO {name}")
+        if self.dialect in AS_OF:
+            for helper, history in helpers.items():
+                sql = AS_OF[self.dialect].format(schema=SCHEMA, name=helper, table=history)
+                client.execute_sql(sql)
+        totals = [_totals(client, change) for change in changes]
+        return [replace(change, recomputed=change.rows) for change in totals]
+
+    def changed(self, client: Any, work: Plan) -> list[TableChanges]:
+        """Recompute the objects that moved, in place: delete their rows, insert the new."""
+        changes: list[TableChanges] = []
+        moved: dict[str, str] = {}
+        scratch: list[str] = []
+        for table in self.object_tables:  # the tables as they are, for the SQL reading them
+            for name in self.outputs(table):
+                self.schema.setdefault(SCHEMA, {})[name] = dict.fromkeys(
+                    _columns(client, name), "TEXT"
+                )
+        for table, object_type in self.object_tables.items():
+            changed = f"{table}__changed"
+            scratch.append(changed)
+            reference = REFERENCES.get(table, (None, None))[1]
+            select = changed_objects(
+                table, object_type, SCHEMA, self.dataset, work, moved.get(reference or "")
+            )
+            self.execute(client, f"CREATE TABLE {SCHEMA}.{changed} AS {select}", changed)
+            self.schema.setdefault(SCHEMA, {})[changed] = {"account_id": "TEXT", "id": "TEXT"}
+            count = scalar(client, f"SELECT COUNT(*) FROM {SCHEMA}.{changed}")
+            if not count:
+                changes.append(_totals(client, TableChanges(table, 0, 0, 0, 0)))
+                continue
+            built = {
+                name: self.build(client, name, None, only=changed) for name in self.outputs(table)
+            }
+            if any(reference == table for _, reference in REFERENCES.values()):
+                moved[table] = f"{table}__moved"
+                scratch.append(moved[table])
+                select = moved_references(SCHEMA, table, self.histories.get(table))
+                self.execute(
+                    client, f"CREATE TABLE {SCHEMA}.{moved[table]} AS {select}", moved[table]
+                )
+            changes.append(replace(_changes(client, table, True, built[table]), recomputed=count))
+            for name, columns in built.items():
+                listed = ", ".join(columns)
+                client.execute_sql(
+                    f"DELETE FROM {SCHEMA}.{name} WHERE (account_id, id) IN "
+                    f"(SELECT account_id, id FROM {SCHEMA}.{changed})"
+                )
+                client.execute_sql(
+                    f"INSERT INTO {SCHEMA}.{name} ({listed}) "
+                    f"SELECT {listed} FROM {SCHEMA}.{name}__building"
+                )
+                client.execute_sql(f"DROP TABLE {SCHEMA}.{name}__building")
+            changes[-1] = _totals(client, changes[-1])
+        for name in scratch:
+            client.execute_sql(f"DROP TABLE IF EXISTS {SCHEMA}.{name}")
+        return changes
+
+    def execute(self, client: Any, sql: str, name: str) -> None:
+        """Run one of incremental.py's statements (DuckDB's dialect) on the destination."""
+        client.execute_sql(f"DROP TABLE IF EXISTS {SCHEMA}.{name}")
+        client.execute_sql(sqlglot.transpile(sql, read="duckdb", write=self.dialect)[0])
 
 
 def _existing_tables(client: Any, schema: str) -> set[str]:
@@ -347,16 +478,15 @@ def _columns(client: Any, table: str) -> set[str]:
     return {str(row[0]) for row in rows or []}
 
 
-def _changes(
-    client: Any, table: str, building: str, existed: bool, columns: list[str]
-) -> TableChanges:
-    """New, updated and newly deleted rows of the rebuilt table against the previous one."""
-    new_table, old_table = f"{SCHEMA}.{building}", f"{SCHEMA}.{table}"
-    rows, deleted_rows = client.execute_sql(
-        f"SELECT COUNT(*), COUNT(CASE WHEN is_deleted THEN 1 END) FROM {new_table}"
-    )[0]
+def _changes(client: Any, table: str, existed: bool, columns: list[str]) -> TableChanges:
+    """New, updated and newly deleted rows of `stripe.<table>__building` against the table
+    as it is (all rows of a rebuild, or the objects recomputed)."""
+    new_table, old_table = f"{SCHEMA}.{table}__building", f"{SCHEMA}.{table}"
     if not existed:
-        return TableChanges(table, rows, rows, 0, deleted_rows, deleted_rows)
+        new, deleted = client.execute_sql(
+            f"SELECT COUNT(*), COUNT(CASE WHEN is_deleted THEN 1 END) FROM {new_table}"
+        )[0]
+        return TableChanges(table, 0, new, 0, deleted)
     # A column Stripe added since the last rebuild is not in the old table: compare the rest.
     before = _columns(client, table)
     compared = [c for c in columns if c not in BOOKKEEPING and c in before]
@@ -374,4 +504,12 @@ def _changes(
         LEFT JOIN {old_table} AS o ON {same}
         """
     )[0]
-    return TableChanges(table, rows, new, updated, deleted, deleted_rows)
+    return TableChanges(table, 0, new, updated, deleted)
+
+
+def _totals(client: Any, change: TableChanges) -> TableChanges:
+    """`change` with the table's rows, and those flagged deleted, as they are now."""
+    rows, deleted_rows = client.execute_sql(
+        f"SELECT COUNT(*), COUNT(CASE WHEN is_deleted THEN 1 END) FROM {SCHEMA}.{change.table}"
+    )[0]
+    return replace(change, rows=rows, deleted_rows=deleted_rows)
