@@ -14,12 +14,14 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import nbformat
 import pytest
+import stripe
 from ipykernel.kernelspec import write_kernel_spec
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
@@ -39,6 +41,8 @@ OVERVIEW = NOTEBOOKS_DIR / "promotions_overview.ipynb"
 ENV_VAR = "DESTINATION__DUCKDB__CREDENTIALS"
 SHOPS = ("north-shop", "south-shop")  # connected accounts, by their email's name
 CELL_TIMEOUT = 120  # seconds per cell; the demo load (if a notebook makes one) is the slowest
+DAY = 24 * 3600
+SPRING_CODES = ("SPRING20", "SPRING20VIP", "SPRING20FRIENDS")  # the campaign of later_weeks
 KERNEL = "stripe-notebooks-venv"
 # A process holding the file, as an analyst's DuckDB shell or a notebook would: it opens the
 # file, says so, and keeps it open until its stdin closes.
@@ -52,6 +56,19 @@ connection.close()
 
 
 @dataclass
+class History:
+    """What the history tables hold, worked out here from their rows (not with the as-of
+    helper or the notebook's SQL): the notebook's section 8 must say the same."""
+
+    # (month, redeemable promotion codes, valid coupons) at each month's end, oldest first;
+    # the month end is the first instant of the next month, as in docs/HISTORY.md
+    month_ends: list[tuple[str, int, int]]
+    at_last_sync: tuple[int, int]  # the same at the last sync (the newest synced_at)
+    last_week: dict[str, int]  # object -> versions after the first, in the 7 days before it
+    deactivated: dict[str, str]  # code -> request id: deactivated in those 7 days, by request
+
+
+@dataclass
 class Loaded:
     """A DuckDB file the real pipeline loaded from the emulator, and what it holds."""
 
@@ -60,16 +77,120 @@ class Loaded:
     database: Path
     deleted: dict[str, str]  # id -> object type, every row with is_deleted
     accounts: dict[str, int]  # account id -> its redeemable promotion codes
+    history: History
 
     def run(self) -> None:
         """One more incremental pipeline run into the same file."""
         run_sync(SyncRequest(), self.settings)
 
 
+def later_weeks(
+    client: stripe.StripeClient, platform: Any, run: Callable[[], object]
+) -> dict[str, str]:
+    """Nine simulated weeks after the first loads, through the emulator's clock, with a run
+    after each step (each under the 29 days after which the pipeline re-lists instead of
+    reading events): in week 3 a spring campaign (a coupon, three codes) and a renamed product;
+    in week 6 the campaign's metadata, a fourth code and two redemptions; in the last week two
+    of its codes deactivated, by requests with idempotency keys. Seeded codes and coupons expire
+    on the way. With the first loads on the 3rd of a month (`to_next_month`), weeks 3 and 6 fall
+    before the month's end and the next one, and the last week after. Returns the deactivated
+    codes and the ids of the requests that deactivated them."""
+    platform.advance_clock(21 * DAY)
+    client.v1.coupons.create(
+        params={"id": "SPRING20", "name": "20% off", "percent_off": 20, "duration": "once"}
+    )
+    codes = [
+        client.v1.promotion_codes.create(
+            params={"code": code, "promotion": {"type": "coupon", "coupon": "SPRING20"}}
+        )
+        for code in SPRING_CODES
+    ]
+    product = client.v1.products.list(params={"limit": 1, "active": True}).data[0]
+    client.v1.products.update(product.id, params={"name": f"{product.name} (2nd edition)"})
+    run()
+    platform.advance_clock(21 * DAY)
+    client.v1.coupons.update("SPRING20", params={"metadata": {"campaign": "spring"}})
+    client.v1.promotion_codes.create(
+        params={"code": "SPRING20TEAM", "promotion": {"type": "coupon", "coupon": "SPRING20"}}
+    )
+    for _ in range(2):
+        platform.redeem(codes[0].id)
+    run()
+    platform.advance_clock(19 * DAY)
+    deactivated: dict[str, str] = {}
+    for code in codes[1:]:
+        changed = client.v1.promotion_codes.update(
+            code.id, params={"active": False}, options={"idempotency_key": f"off-{code.code}"}
+        )
+        assert changed.last_response is not None and changed.last_response.request_id
+        deactivated[code.code] = changed.last_response.request_id
+    platform.advance_clock(2 * DAY)
+    run()
+    return deactivated
+
+
+def to_next_month(platform: Any) -> None:
+    """Move the emulator's clock to noon on the 3rd of next month (it only moves forward)."""
+    now = datetime.fromtimestamp(platform.clock.now(), UTC)
+    platform.advance_clock(month_after(now).timestamp() + 2.5 * DAY - now.timestamp())
+
+
+def month_after(at: datetime) -> datetime:
+    """The first instant of the month after `at`'s (UTC)."""
+    return datetime(at.year + at.month // 12, at.month % 12 + 1, 1, tzinfo=UTC)
+
+
+def read_history(connection: duckdb.DuckDBPyConnection, deactivated: dict[str, str]) -> History:
+    """The history tables' answers to section 8's questions, from their rows, in Python."""
+
+    def versions(table: str, flag: str) -> list[tuple[float, float | None, bool]]:
+        rows = connection.execute(
+            f"SELECT epoch(valid_from), epoch(valid_to), {flag} FROM stripe.{table}_history"
+        ).fetchall()
+        return [(start, end, bool(value)) for start, end, value in rows]
+
+    codes = versions("promotion_codes", "is_redeemable")
+    coupons = versions("coupons", "status = 'valid'")
+    [(first, last)] = connection.execute(
+        "SELECT MIN(epoch(valid_from)), MAX(epoch(synced_at)) FROM ("
+        + " UNION ALL ".join(
+            f"SELECT valid_from, synced_at FROM stripe.{t}_history"
+            for t in ("coupons", "products", "promotion_codes")
+        )
+        + ")"
+    ).fetchall()
+
+    def holding(rows: list[tuple[float, float | None, bool]], at: float) -> int:
+        return sum(flag for start, end, flag in rows if start <= at and (end is None or end > at))
+
+    month_ends = []
+    end = month_after(datetime.fromtimestamp(first, UTC))
+    while (at := end.timestamp()) <= last:
+        month = datetime.fromtimestamp(at - DAY, UTC).strftime("%Y-%m")
+        month_ends.append((month, holding(codes, at), holding(coupons, at)))
+        end = month_after(end)
+    week_start = last - 7 * DAY
+    last_week = {
+        name: connection.execute(
+            f"SELECT COUNT(*) FROM stripe.{table}_history "
+            "WHERE version > 1 AND epoch(valid_from) >= ?",
+            [week_start],
+        ).fetchall()[0][0]
+        for name, table in (
+            ("coupon", "coupons"),
+            ("product", "products"),
+            ("promotion_code", "promotion_codes"),
+        )
+    }
+    at_last_sync = (holding(codes, last), holding(coupons, last))
+    return History(month_ends, at_last_sync, last_week, deactivated)
+
+
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
     """A Connect platform and two connected accounts (one with a coupon id the platform has
-    too): seed, load all of them, change (deletions among them), load, soft-delete a code."""
+    too): seed, load all of them, change (deletions among them), load, nine simulated weeks of
+    changes and loads, soft-delete a code."""
     folder = tmp_path_factory.mktemp("notebooks")
     with pytest.MonkeyPatch.context() as patch, serve() as emulator:
         patch.setenv("DLT_DATA_DIR", str(folder / "dlt"))
@@ -79,6 +200,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
         for name in ("SOURCES__STRIPE__API_KEY", "SOURCES__STRIPE__API_BASE", ENV_VAR):
             patch.delenv(name, raising=False)
         platform = emulator.account
+        to_next_month(platform)  # the history's month ends then fall between its changes
         platform.seed(preset="demo")
         shops = [platform.add_connected_account(email=f"{n}@example.com") for n in SHOPS]
         for number, shop in enumerate(shops, start=2):
@@ -109,6 +231,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
         gone = client.v1.coupons.list(params={"limit": 1}, options=second).data[0]
         client.v1.coupons.delete(gone.id, options=second)
         run_sync(SyncRequest(), settings)
+        deactivated = later_weeks(client, platform, lambda: run_sync(SyncRequest(), settings))
         code = client.v1.promotion_codes.list(params={"limit": 1, "active": True}).data[0]
         run_sync(  # a verb acts on one account: here the key's own
             SyncRequest("soft_delete", ("promotion_code",), ids=(code.id,), reason="leaked"),
@@ -131,11 +254,17 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
             [(shared,)] = connection.execute(
                 "SELECT COUNT(DISTINCT account_id) FROM stripe.coupons WHERE id = 'WINTER15'"
             ).fetchall()
+            history = read_history(connection, deactivated)
         assert set(deleted.values()) == {"coupon", "product", "promotion_code"}
         assert gone.id in deleted
         assert set(accounts) == {platform.id, *(shop.id for shop in shops)}
         assert shared == 2
-        yield Loaded(emulator, settings, database, deleted, accounts)
+        # Content for section 8: month ends that differ, and last week's changes.
+        assert len(history.month_ends) >= 2
+        assert len({counts[1:] for counts in history.month_ends}) >= 2, history.month_ends
+        assert history.at_last_sync[0] == sum(accounts.values())
+        assert history.last_week["promotion_code"] >= len(deactivated) + 1  # and the soft delete
+        yield Loaded(emulator, settings, database, deleted, accounts, history)
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +401,35 @@ def check_overview(cells: list[Any], loaded: Loaded) -> None:
     [one] = [c for c in cells if "WHERE p.account_id = ?" in c.source]
     top, redeemable = min(loaded.accounts.items(), key=lambda item: (-item[1], item[0]))
     assert f"Redeemable promotion codes in account {top}: {redeemable}\n" in output_text([one])
+    check_history(cells, loaded.history)
+
+
+def check_history(cells: list[Any], history: History) -> None:
+    """promotions_overview, section 8: the counts at each month's end and at the last sync as
+    the history tables' rows give them; last week's changes per object; the codes deactivated
+    last week, each with the request that did it and its idempotency key."""
+    [ends] = [c for c in cells if "month_ends = sql(" in c.source]
+    shown = output_text([ends])
+    for label, column in (("Redeemable promotion codes", 1), ("Valid coupons", 2)):
+        listed = ", ".join(f"{end[0]}: {end[column]}" for end in history.month_ends)
+        last = history.at_last_sync[column - 1]
+        assert f"{label} at each month's end: {listed}; at the last sync: {last}.\n" in shown
+    assert "stripe.promotion_codes_as_of finds 0 codes" in shown  # before the first sync
+    [chart] = [c for c in cells if "chart:month_ends" in c.metadata.get("tags", [])]
+    assert any("image/png" in output.get("data", {}) for output in chart.outputs)
+    [changes] = [c for c in cells if "last_week = sql(" in c.source]
+    per_object = ", ".join(f"{name}: {n}" for name, n in history.last_week.items())
+    total = sum(history.last_week.values())
+    assert f"before the last sync: {total} ({per_object}).\n" in output_text([changes])
+    [deactivations] = [c for c in cells if "deactivated = sql(" in c.source]
+    shown = output_text([deactivations])
+    count = len(history.deactivated)
+    assert f"Promotion codes deactivated in the 7 days before the last sync: {count}\n" in shown
+    for code, request in history.deactivated.items():
+        assert any(
+            f" {code} " in line and request in line and f"off-{code}" in line
+            for line in shown.splitlines()
+        ), (code, request, shown)
 
 
 CHECKS: dict[str, Callable[[list[Any], Loaded], None]] = {"promotions_overview": check_overview}
