@@ -156,11 +156,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     soft.add_argument("ids", nargs="+", metavar="ID", help="Stripe ids")
     soft.add_argument("--reason", help="why (kept with the deletion, as deletion_reason)")
     soft.add_argument("--force", action="store_true", help="also record ids the pipeline never saw")
-    command(
+    transform = command(
         "transform",
-        "rebuild the current-state tables only",
-        "Rebuild stripe.coupons, stripe.products and stripe.promotion_codes from what is "
-        "already loaded, without asking Stripe.",
+        "bring the current-state and history tables up to date only",
+        "Bring stripe.coupons, stripe.products, stripe.promotion_codes and their _history "
+        "tables up to date with what is already loaded, without asking Stripe: the objects "
+        "loaded since the last run are recomputed (every run does this after its load).",
+    )
+    transform.add_argument(
+        "--full",
+        action="store_true",
+        help="rebuild every object from all its observations (gives the same tables)",
     )
     query = command(
         "query",
@@ -231,10 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             demo()(settings)
         elif args.command == "transform":
-            for table in run_transforms_only(settings):
+            for table in run_transforms_only(settings, full=args.full):
                 print(
                     f"stripe.{table.table}: {table.rows:,} rows "
-                    f"({table.deleted_rows:,} flagged deleted)"
+                    f"({table.deleted_rows:,} flagged deleted), {table.recomputed:,} recomputed"
                 )
         elif args.command == "query":
             print_query(settings, args.sql, args.limit, as_csv=args.csv)

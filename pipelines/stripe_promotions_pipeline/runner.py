@@ -102,8 +102,11 @@ def run_sync(request: SyncRequest, settings: PipelineConfig | None = None) -> Ru
     )
 
 
-def run_transforms_only(settings: PipelineConfig | None = None) -> list[TableChanges]:
-    """Rebuild the current-state tables from what is already loaded."""
+def run_transforms_only(
+    settings: PipelineConfig | None = None, full: bool = False
+) -> list[TableChanges]:
+    """Bring the current-state and history tables up to date with what is already loaded
+    (`full`: rebuild them from every observation)."""
     settings = settings or PipelineConfig()
     pipeline: dlt.Pipeline | None = None
     progress = Progress(RunStats(), enabled=False)
@@ -111,7 +114,7 @@ def run_transforms_only(settings: PipelineConfig | None = None) -> list[TableCha
         with one_run_at_a_time(settings, progress) as pipeline, progress.step("transforming"):
             reconcile(pipeline)  # read the raw tables the destination holds, as dlt knows them
             adopt_loaded_schema(pipeline)  # and those other pipelines loaded (a fan-out's)
-            return build_current_state(pipeline, settings)
+            return build_current_state(pipeline, settings, full)
     except (Exception, KeyboardInterrupt) as error:
         raise failure(error, pipeline, settings, progress.phase) from error
 
@@ -162,14 +165,16 @@ def has_pending_data(pipeline: dlt.Pipeline | None) -> bool:
         return False
 
 
-def build_current_state(pipeline: dlt.Pipeline, config: PipelineConfig) -> list[TableChanges]:
+def build_current_state(
+    pipeline: dlt.Pipeline, config: PipelineConfig, full: bool = False
+) -> list[TableChanges]:
     """The SQL transforms (from the configured folder) for the object-type table's types; on
     DuckDB, once more under DuckDB's own memory limit if ours was too small."""
 
     sql_dir = config.transforms_dir or DEFAULT_SQL_DIR
 
     def transform() -> list[TableChanges]:
-        return run_transforms(pipeline, OBJECT_TABLES, sql_dir, own_account(pipeline))
+        return run_transforms(pipeline, OBJECT_TABLES, sql_dir, own_account(pipeline), full)
 
     return with_memory_to_spare(transform)
 

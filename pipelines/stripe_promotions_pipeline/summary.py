@@ -24,12 +24,12 @@ def summary(result: RunResult) -> str:
     lines = [
         f"{MODES[result.request.mode]} done in {result.seconds:.1f} s{accounts}: "
         f"{stats.requests:,} Stripe API requests ({stats.retries:,} retried).",
-        f"  {'':<16}{'new':>8}{'updated':>9}{'deleted':>9}{'rows':>9}",
+        f"  {'':<16}{'new':>8}{'updated':>9}{'deleted':>9}{'rows':>9}{'recomputed':>11}",
     ]
     for table in result.tables:
         lines.append(
             f"  {table.table:<16}{table.new:>8,}{table.updated:>9,}{table.deleted:>9,}"
-            f"{table.rows:>9,}"
+            f"{table.rows:>9,}{table.recomputed:>11,}"
         )
     lines += [f"Note: {note}" for note in result.notes]
     if stats.failed_accounts:

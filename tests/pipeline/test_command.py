@@ -78,6 +78,40 @@ def test_global_options_also_follow_the_subcommand_and_transform_counts_the_tabl
     assert f"({deleted:,} flagged deleted)" in total.stdout.splitlines()[0]
 
 
+def test_transform_recomputes_what_moved_and_full_rebuilds_the_same_tables(
+    seeded: EmulatorServer, client: stripe.StripeClient, tmp_path: Path
+) -> None:
+    """After a run, `transform` has nothing to recompute; after a change loaded, only that
+    object; `transform --full` recomputes every object and gives the same tables."""
+    assert run_command("--quiet", "--api-base", seeded.url, cwd=tmp_path).returncode == 0
+    idle = run_command("transform", cwd=tmp_path)
+    assert idle.returncode == 0, idle.stderr
+    assert [line.endswith(", 0 recomputed") for line in idle.stdout.splitlines()] == [True] * 3
+    code = client.v1.promotion_codes.list(params={"limit": 1}).data[0]
+    client.v1.promotion_codes.update(code.id, params={"metadata": {"changed": "yes"}})
+    done = run_command("--quiet", "--api-base", seeded.url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    codes = next(line for line in done.stdout.splitlines() if line.strip().startswith("promo"))
+    assert codes.split()[2] == "1" and codes.split()[-1] == "1", done.stdout  # updated, recomputed
+    sql = "SELECT * FROM stripe.{} ORDER BY ALL"
+    tables = ("coupons", "products", "promotion_codes_history", "coupons_history")
+    before = [
+        run_command("query", "--csv", "--limit", "100000", sql.format(t), cwd=tmp_path)
+        for t in tables
+    ]
+    full = run_command("transform", "--full", cwd=tmp_path)
+    assert full.returncode == 0, full.stderr
+    for line in full.stdout.splitlines():
+        rows = line.split(": ", 1)[1].split(" rows", 1)[0]
+        assert line.endswith(f", {rows} recomputed"), line
+    after = [
+        run_command("query", "--csv", "--limit", "100000", sql.format(t), cwd=tmp_path)
+        for t in tables
+    ]
+    assert [b.stdout for b in before] == [a.stdout for a in after]
+    assert all(b.returncode == 0 and b.stdout.count("\n") > 1 for b in before)
+
+
 def test_the_summary_suggests_a_query_that_works_from_the_project_alone(
     seeded: EmulatorServer, tmp_path: Path
 ) -> None:
