@@ -6,7 +6,7 @@ Usage (from the repository root):
         [--products 10000] [--latency-ms 150] [--key live|test] [--no-limits]
         [--account-rate-limit R] [--operation-rate-limit R] [--max-rps R]
         [--max-rps-per-operation R] [--destination duckdb] [--workdir DIR] [--no-pin]
-        [--quiet-runs N]
+        [--quiet-runs N] [--changes N,N...]
         [--install plain|full] [--airflow-secrets] [--duckdb-threads N]
         [--duckdb-memory-limit SIZE] [--arrow-memory-pool POOL] [--timeline] [--json]
 
@@ -22,7 +22,8 @@ Three processes, so each is measured on its own:
 * the pipeline: `run_sync(SyncRequest(), PipelineConfig(...))` (extract, normalize, load,
   transforms) in a child process of its own, so its peak memory is that process's maximum
   resident set (`getrusage`), and its CPU time is its own; more children then run again with nothing
-  changed in Stripe (the quiet runs, `--quiet-runs`, default 1);
+  changed in Stripe (the quiet runs, `--quiet-runs`, default 1), then, for each N of
+  `--changes`, after N promotion codes' metadata changed (through the SDK: N events);
 * this process, which starts both, reads the emulator's request and 429 counts
   (`GET /_emulator/requests`, `GET /_emulator/rate_limits`) and prints the table.
 
@@ -60,6 +61,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -358,6 +360,30 @@ def report(
         print("json: " + json.dumps([{"run": label, **r} for label, r, *_ in runs]))
 
 
+def change_codes(url: str, key: str, count: int) -> None:
+    """Change the metadata of the first `count` promotion codes Stripe lists (one event each),
+    through the SDK, 8 requests at a time."""
+    import stripe
+    from stripe.params import PromotionCodeListParams
+
+    client = stripe.StripeClient(key, base_addresses={"api": url}, max_network_retries=3)
+    ids: list[str] = []
+    params: PromotionCodeListParams = {"limit": 100}
+    while len(ids) < count:
+        page = client.v1.promotion_codes.list(params=params)
+        ids += [code.id for code in page.data]
+        if not page.has_more:
+            break
+        params["starting_after"] = page.data[-1].id
+    stamp = str(time.time_ns())
+
+    def change(code: str) -> None:
+        client.v1.promotion_codes.update(code, params={"metadata": {"benchmark": stamp}})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(change, ids[:count]))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start the emulator, run the backfill and the quiet run, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -413,6 +439,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     parser.add_argument(
         "--quiet-runs", type=int, default=1, help="runs after the backfill with no changes"
+    )
+    parser.add_argument(
+        "--changes",
+        default="",
+        help="comma-separated numbers of promotion codes to change before one more run each",
     )
     parser.add_argument(
         "--install",
@@ -486,7 +517,11 @@ def main(argv: list[str] | None = None) -> int:
         }
         runs: list[tuple[str, dict[str, Any], float, int, float, int]] = []
         labels = ["backfill", *(f"quiet run {n + 1}" for n in range(args.quiet_runs))]
+        changes = [int(n) for n in args.changes.split(",") if n.strip()]
+        labels += [f"{n:,} changed" for n in changes]
         for label in labels:
+            if label.endswith(" changed"):
+                change_codes(emulator.url, KEYS[args.key], int(label.split()[0].replace(",", "")))
             emulator.clear_requests()
             cpu, rejected = emulator.cpu_s(), emulator.rejected()
             print(f"{label}...", flush=True)
