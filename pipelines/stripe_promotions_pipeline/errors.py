@@ -122,7 +122,7 @@ def interruption(phase: str, *, pending: bool, pipeline: Any) -> RunInterrupted:
         message = (
             f"Stopped while {phase}. Everything extracted was loaded into stripe_raw, and "
             f"{unchanged} (they are rebuilt in one transaction). The next run, or "
-            "`python pipelines/stripe_pipeline.py transform`, rebuilds them."
+            "`python pipelines/stripe_pipeline.py transform`, brings them up to date."
         )
     return RunInterrupted(phase, message)
 
