@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from .observation import Deletion, Observation, Rank
-from .rows import json_text, objects_table
+from .rows import json_text, objects_table, patched_fields
 from .settings import OBJECT_TYPES
 from .tables import EVENTS_TABLE, plain_table
 
@@ -42,6 +42,9 @@ class EventBatch:
             via=self.via,
             key=str(event["id"]),
             api_version=event.get("api_version"),
+            # Events leave out the fields Stripe includes only on request (a coupon's
+            # applies_to and currency_options): they carry the others, not those as null.
+            patched_fields=patched_fields(object_type, obj),
             deletion=deletion,
         )
         request = event.get("request")

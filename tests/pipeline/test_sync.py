@@ -127,6 +127,35 @@ def test_coupons_changed_through_events_keep_their_expandable_fields(
     }
 
 
+def test_fields_events_leave_out_are_kept_in_every_version(
+    warehouse: Warehouse, client: stripe.StripeClient
+) -> None:
+    """A coupon's events carry no applies_to or currency_options: they are no change, and a
+    renamed or deleted coupon keeps them in its history and its current row."""
+    product = client.v1.products.create(params={"name": "Hat"})
+    product_coupon(client, "EUROS", product.id, currency_options={"eur": {"amount_off": 450}})
+    warehouse.run()
+    client.v1.coupons.update("EUROS", params={"name": "Euros"})
+    warehouse.run()
+    client.v1.coupons.delete("EUROS")
+    warehouse.run()
+    versions = warehouse.rows(
+        "SELECT * FROM stripe.coupons_history WHERE id = 'EUROS' ORDER BY version"
+    )
+    shown = [(v["version"], v["name"], v["is_deleted"], v["changed_fields"]) for v in versions]
+    assert [(n, name, deleted) for n, name, deleted, _ in shown] == [
+        (1, None, False),
+        (2, "Euros", False),
+        (3, "Euros", True),
+    ], shown
+    assert as_json(versions[1]["changed_fields"]) == ["name"]
+    kept = {"products": [product.id]}
+    assert all(as_json(v["applies_to"]) == kept for v in versions), versions
+    assert all(as_json(v["currency_options"])["eur"] == {"amount_off": 450} for v in versions)
+    coupon = warehouse.current("coupons")["EUROS"]
+    assert coupon["is_deleted"] is True and as_json(coupon["applies_to"]) == kept
+
+
 def test_deletions_through_events(warehouse: Warehouse, client: stripe.StripeClient) -> None:
     new_coupon(client, "GONE")
     new_coupon(client, "STAYS")

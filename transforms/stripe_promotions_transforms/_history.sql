@@ -43,11 +43,14 @@ WITH observations AS (
 
 carriers AS (
     -- The observations of objects with a partial one (a batch patch carries the fields named
-    -- in `_patched_fields`, a tombstone none), with, for each field, the number of the newest
-    -- observation so far that carries it. The runner writes the list; for each field f:
+    -- in `_patched_fields`, a tombstone none, an event all but those Stripe includes only on
+    -- request), with, for each field, the number of the newest observation so far that
+    -- carries it, and of the first one that does. The runner writes the list; for each f:
     --   MAX(CASE WHEN _patched_fields IS NULL OR STRPOS(_patched_fields, '"f"') > 0
     --       THEN observation_number END) OVER (PARTITION BY account_id, id
-    --       ORDER BY observation_number ROWS UNBOUNDED PRECEDING) AS f__carrier
+    --       ORDER BY observation_number ROWS UNBOUNDED PRECEDING) AS f__carrier,
+    --   CAST(MIN(CASE WHEN ... THEN observation_number END) OVER (PARTITION BY account_id, id)
+    --       AS INT) AS f__first
     SELECT *, {field_carriers}
     FROM observations
     WHERE partial_count > 0
@@ -55,11 +58,15 @@ carriers AS (
 
 refilled AS (
     -- Those observations as the whole object each shows: a field a partial observation does
-    -- not carry is the one the newest observation before it carried (a field nobody observed
-    -- yet stays null), as _current_state.sql fills them. The runner writes the list, id and
-    -- the `_` columns as they are, and for each field f:
-    --   FIRST_VALUE(f) OVER (PARTITION BY account_id, id, f__carrier
-    --       ORDER BY observation_number) AS f
+    -- not carry is the one the newest observation before it carried, as _current_state.sql
+    -- fills them; before any observation carried it, the first one that does (a creation
+    -- event, which leaves out a coupon's applies_to, shows them as the listing after it). The
+    -- runner writes the list, id and the `_` columns as they are, and for each field f:
+    --   CASE WHEN f__carrier IS NULL THEN NTH_VALUE(f, f__first) OVER (PARTITION BY
+    --       account_id, id ORDER BY observation_number ROWS BETWEEN UNBOUNDED PRECEDING AND
+    --       UNBOUNDED FOLLOWING)
+    --   ELSE FIRST_VALUE(f) OVER (PARTITION BY account_id, id, f__carrier
+    --       ORDER BY observation_number) END AS f
     -- Then compared with the one before, as in `observations`.
     SELECT
         *,

@@ -226,8 +226,9 @@ def field_lists(columns: Iterable[str]) -> dict[str, str]:
 
 def history_field_lists(columns: Iterable[str]) -> dict[str, str]:
     """The per-field lists `_history.sql` leaves to the runner: each observation's fields
-    filled from the newest observation so far carrying them, the fields that differ from the
-    observation before, and those an event's `previous_attributes` names."""
+    filled from the newest observation so far carrying them (before any, the first one that
+    does), the fields that differ from the observation before, and those an event's
+    `previous_attributes` names."""
     carriers, values, compared, named = [], [], [], []
     key = ", ".join(KEY)
     for name in columns:
@@ -237,11 +238,15 @@ def history_field_lists(columns: Iterable[str]) -> dict[str, str]:
         carries = f"""{PATCHED} IS NULL OR STRPOS({PATCHED}, '"{name}"') > 0"""
         carriers.append(
             f"MAX(CASE WHEN {carries} THEN observation_number END) OVER (PARTITION BY {key} "
-            f'ORDER BY observation_number ROWS UNBOUNDED PRECEDING) AS "{name}__carrier"'
+            f'ORDER BY observation_number ROWS UNBOUNDED PRECEDING) AS "{name}__carrier", '
+            f"CAST(MIN(CASE WHEN {carries} THEN observation_number END) OVER (PARTITION BY "
+            f'{key}) AS INT) AS "{name}__first"'
         )
         values.append(
-            f'FIRST_VALUE("{name}") OVER (PARTITION BY {key}, "{name}__carrier" '
-            f'ORDER BY observation_number) AS "{name}"'
+            f'CASE WHEN "{name}__carrier" IS NULL THEN NTH_VALUE("{name}", "{name}__first") '
+            f"OVER (PARTITION BY {key} ORDER BY observation_number ROWS BETWEEN UNBOUNDED "
+            f'PRECEDING AND UNBOUNDED FOLLOWING) ELSE FIRST_VALUE("{name}") OVER (PARTITION '
+            f'BY {key}, "{name}__carrier" ORDER BY observation_number) END AS "{name}"'
         )
         compared.append(
             f"""CASE WHEN "{name}" IS DISTINCT FROM LAG("{name}") OVER w """
