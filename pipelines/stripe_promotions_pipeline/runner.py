@@ -186,12 +186,25 @@ def own_account(pipeline: dlt.Pipeline) -> str | None:
     return str(found) if found else None
 
 
+def drop_normalized_remnants(pipeline: dlt.Pipeline) -> None:
+    """dlt's normalize commits a load package, then deletes the extracted one it came from: a
+    run killed while deleting leaves part of it, which every later normalize fails on. Its
+    data is in the load package: drop the remnant."""
+    done = {*pipeline.list_normalized_load_packages(), *pipeline.list_completed_load_packages()}
+    remnants = [i for i in pipeline.list_extracted_load_packages() if i in done]
+    if remnants:
+        extracted = pipeline._get_normalize_storage().extracted_packages
+        for load_id in remnants:
+            extracted.delete_package(load_id)
+
+
 def finish_interrupted_run(pipeline: dlt.Pipeline, progress: Progress, notes: list[str]) -> bool:
     """Load what an interrupted run left behind, before extracting anything new.
 
     dlt's `run(data)` would load the leftovers and silently skip `data`; doing it here first
     means the run after a crash loads both.
     """
+    drop_normalized_remnants(pipeline)
     if not pipeline.has_pending_data:
         return False
     with progress.step("resuming"):

@@ -17,9 +17,11 @@ from urllib.parse import urlsplit
 
 import psycopg2
 import pytest
+import stripe
 
 from stripe_emulator.server import EmulatorServer
 from stripe_promotions_pipeline import RunError
+from stripe_promotions_pipeline.config import make_pipeline
 from stripe_promotions_pipeline.locking import RunLockedError, advisory_key
 from tests.conftest import create_database
 from tests.reliability.harness import (
@@ -35,7 +37,7 @@ from tests.reliability.harness import (
     seed,
     warehouse_for,
 )
-from tests.support import TEST_KEY
+from tests.support import TEST_KEY, Warehouse
 
 KILLS = int(os.environ.get("RELIABILITY_KILLS", "6"))
 # Where each kill aims, in turn: "resuming" is the run after a kill that left a package behind;
@@ -248,3 +250,21 @@ def test_postgres_runs_from_other_machines_wait_for_the_advisory_lock(
     assert_converged(warehouse, emulator.account)
     held = warehouse.rows("SELECT COUNT(*) AS n FROM pg_locks WHERE locktype = 'advisory'")
     assert held[0]["n"] == 0  # this run let go of its lock
+
+
+def test_a_run_killed_while_normalize_deletes_its_extracted_package_is_not_stuck(
+    warehouse: Warehouse, client: stripe.StripeClient
+) -> None:
+    """dlt commits a normalized package, then deletes the extracted one: a kill in between
+    leaves part of the extracted package (found by the crash test under load), which every
+    later normalize failed on. The next run drops it and loads what changed."""
+    warehouse.run()
+    pipeline = make_pipeline(warehouse.settings)
+    (load_id,) = pipeline.list_completed_load_packages()[-1:]
+    remnant = Path(pipeline.pipelines_dir, pipeline.pipeline_name, "normalize", "extracted")
+    (remnant / load_id / "new_jobs").mkdir(parents=True)
+    (remnant / load_id / "schema.json").write_text("{}")
+    client.v1.coupons.create(params={"id": "AFTER", "percent_off": 5, "duration": "once"})
+    warehouse.run()
+    assert not (remnant / load_id).exists()
+    assert "AFTER" in warehouse.current("coupons")
