@@ -7,13 +7,7 @@ with ranks READ=1 < EVENT=2 < DELETION=3; each test is one rule, with two to fou
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import dlt
-import pytest
-
 from stripe_promotions.observation import Rank
-from tests.conftest import create_database
 from tests.transforms.raw_warehouse import (
     CREATED,
     RawWarehouse,
@@ -24,24 +18,6 @@ from tests.transforms.raw_warehouse import (
     listing,
     observe,
 )
-
-
-@pytest.fixture(params=["duckdb", "postgres"])
-def raw(request: pytest.FixtureRequest, isolated: Path) -> RawWarehouse:
-    """An empty `stripe_raw` on DuckDB (a file) or PostgreSQL (the session's server)."""
-    destination: dlt.destinations.duckdb | dlt.destinations.postgres
-    if request.param == "postgres":
-        socket_dir = request.getfixturevalue("postgres_socket")
-        destination = dlt.destinations.postgres(credentials=create_database(socket_dir))
-    else:
-        destination = dlt.destinations.duckdb(str(isolated / "rules.duckdb"))
-    pipeline = dlt.pipeline(
-        pipeline_name="current_state_rules",
-        destination=destination,
-        dataset_name="stripe_raw",
-        pipelines_dir=str(isolated / "pipelines"),
-    )
-    return RawWarehouse(request.param, pipeline)
 
 
 # -- ranking: second, then rank, then sequence ---------------------------------------------------

@@ -9,14 +9,11 @@ import random
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
-import dlt
 import pytest
 
 from stripe_promotions_transforms.runner import run_transforms
-from tests.conftest import create_database
 from tests.transforms.raw_warehouse import (
     ACCOUNT,
     CREATED,
@@ -46,24 +43,6 @@ HISTORY_COLUMNS = {
 }
 OTHER = "acct_1Other"
 COUPON = {"id": "co_1", "object": "coupon"}
-
-
-@pytest.fixture(params=["duckdb", "postgres"])
-def raw(request: pytest.FixtureRequest, isolated: Path) -> RawWarehouse:
-    """An empty `stripe_raw` on DuckDB (a file) or PostgreSQL (the session's server)."""
-    destination: dlt.destinations.duckdb | dlt.destinations.postgres
-    if request.param == "postgres":
-        socket_dir = request.getfixturevalue("postgres_socket")
-        destination = dlt.destinations.postgres(credentials=create_database(socket_dir))
-    else:
-        destination = dlt.destinations.duckdb(str(isolated / "history.duckdb"))
-    pipeline = dlt.pipeline(
-        pipeline_name="history_rules",
-        destination=destination,
-        dataset_name="stripe_raw",
-        pipelines_dir=str(isolated / "pipelines"),
-    )
-    return RawWarehouse(request.param, pipeline)
 
 
 def sync_run(server_time: int, account: str = ACCOUNT) -> dict[str, Any]:

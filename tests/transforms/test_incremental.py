@@ -10,13 +10,11 @@ import random
 from pathlib import Path
 from typing import Any
 
-import dlt
 import pytest
 
 from stripe_promotions_transforms import TableChanges
 from stripe_promotions_transforms.incremental import STATE_TABLE
 from stripe_promotions_transforms.runner import run_transforms
-from tests.conftest import create_database
 from tests.transforms.raw_warehouse import (
     CREATED,
     OBJECT_TABLES,
@@ -29,24 +27,6 @@ from tests.transforms.raw_warehouse import (
 from tests.transforms.test_history import random_observations, sync_run
 
 TABLES = [name for table in OBJECT_TABLES for name in (table, f"{table}_history")]
-
-
-@pytest.fixture(params=["duckdb", "postgres"])
-def raw(request: pytest.FixtureRequest, isolated: Path) -> RawWarehouse:
-    """An empty `stripe_raw` on DuckDB (a file) or PostgreSQL (the session's server)."""
-    destination: dlt.destinations.duckdb | dlt.destinations.postgres
-    if request.param == "postgres":
-        socket_dir = request.getfixturevalue("postgres_socket")
-        destination = dlt.destinations.postgres(credentials=create_database(socket_dir))
-    else:
-        destination = dlt.destinations.duckdb(str(isolated / "incremental.duckdb"))
-    pipeline = dlt.pipeline(
-        pipeline_name="incremental_rules",
-        destination=destination,
-        dataset_name="stripe_raw",
-        pipelines_dir=str(isolated / "pipelines"),
-    )
-    return RawWarehouse(request.param, pipeline)
 
 
 def transform(raw: RawWarehouse, full: bool = False) -> dict[str, TableChanges]:
