@@ -441,3 +441,19 @@ def _options(warehouse: Warehouse) -> dict[str, Any]:
         "pipelines_dir": settings.pipelines_dir,
         "duckdb_file": settings.duckdb_file,
     }
+
+
+def test_a_404_is_stamped_with_stripes_clock(
+    warehouse: Warehouse, stripe_emulator: EmulatorServer, client: stripe.StripeClient
+) -> None:
+    """Sync by ids of a product Stripe deleted, in a run where every answer is a 404: the
+    tombstone carries the 404's Date, not the local clock. (Stamped locally, with Stripe's
+    clock ahead, it was older than the listing before it, and the product stayed live.)"""
+    product = client.v1.products.create(params={"name": "Mug"})
+    stripe_emulator.account.advance_clock(600)  # Stripe's clock ten minutes ahead of ours
+    warehouse.run()
+    client.v1.products.delete(product.id)
+    warehouse.run(SyncRequest("sync_by_ids", ("product",), ids=(product.id,)))
+    row = warehouse.current("products")[product.id]
+    assert row["is_deleted"] is True and row["deletion_source"] == "not_found"
+    assert abs(row["deleted_at"].timestamp() - stripe_emulator.account.clock.now()) < 60
