@@ -33,7 +33,8 @@ the documented rules say the history must know:
 - not before the pipeline has read the events of every change of the object (and of a
   code's coupon) up to T: until then a state a sync all showed rests on its listing, which a
   newer listing replaces (a deletion by absence moves to the newest listing's start);
-- not an object whose state rests on reads alone: one whose change's event the pipeline
+- not an object whose state rests on reads alone: one a read showed again after a soft
+  delete (no event says it came back), or one whose change's event the pipeline
   never read (changes before an account's first sync all, or before an events cursor past
   Stripe's retention), from the change on, until its next change or a first incremental
   run lists it as new (that `list` read is never re-read). A read-only version starts at its
@@ -449,7 +450,7 @@ class StripeModel(RuleBasedStateMachine):
                 seen = (account, key[2]) not in pending  # its events are listed
                 reread = key[1] == "coupon" and key in self.unread  # events omit fields
                 if full or key in self.unlisted or (seen and (changed or reread)):
-                    del self.soft_deleted[key]
+                    self.cleared(key, by_event=not full and seen and changed)
             self.unread = {
                 k for k in self.unread if k[0] != account or (not full and (k[0], k[2]) in pending)
             }
@@ -525,7 +526,7 @@ class StripeModel(RuleBasedStateMachine):
         self.reload()
         for key in list(self.soft_deleted):
             if key[0] in covered and key[1] in kinds:
-                del self.soft_deleted[key]  # listed: observed now
+                self.cleared(key)  # listed: observed now
         for account in covered:  # a first run of an account that lists sets its events cursor
             if account not in self.events_read:
                 self.lose_events(account)  # changes before the cursor: their events go unread
@@ -579,7 +580,7 @@ class StripeModel(RuleBasedStateMachine):
         ObjectSync(kind).sync_by_ids((*ids, unknown), account=named, **self.verb_settings())
         self.reload()
         for object_id in ids:
-            self.soft_deleted.pop((account, kind, object_id), None)
+            self.cleared((account, kind, object_id))
         rows = self.rows_of(kind, account)
         assert unknown not in rows
         for object_id in ids:
@@ -631,7 +632,7 @@ class StripeModel(RuleBasedStateMachine):
                 key = (account, kind, item["id"])
                 if "updated" in item and not self.soft_deleted.get(key, True):
                     continue  # a product is observed at its `updated`: before the soft delete
-                self.soft_deleted.pop(key, None)  # observed now
+                self.cleared(key)  # observed now
         if items:
             before = self.snapshot()
             self.forget(account, int(self.platform.clock.now()) - ESTIMATE_ERROR)
@@ -667,6 +668,12 @@ class StripeModel(RuleBasedStateMachine):
             if key[0] == account:
                 for at in [at for at in states if at >= second]:
                     del states[at]
+
+    def cleared(self, key: Change, *, by_event: bool = False) -> None:
+        """A soft delete the pipeline observed a later state of: by a read, the object then
+        rests on reads (no event says it came back) until its next change."""
+        if self.soft_deleted.pop(key, None) is not None and not by_event:
+            self.read_only.add(key)
 
     def lose_events(self, account: str) -> None:
         """The account's unread events will never be read: those objects rest on reads from
@@ -862,7 +869,8 @@ class StripeModel(RuleBasedStateMachine):
                     row = table[key]
                     manual = (account, kind, object_id) in self.soft_deleted
                     assert row["is_deleted"] is manual, f"{kind} {key}: is_deleted {row}"
-                    assert actual(kind, row) == expected(kind, obj), f"{kind} {key}"
+                    seen, wanted = actual(kind, row), expected(kind, obj)
+                    assert seen == wanted, f"{kind} {key}: {seen} != {wanted} ({row})"
                 for key, row in table.items():
                     if key[0] != account or key in skip or key[1] in state:
                         continue
