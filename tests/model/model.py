@@ -782,11 +782,11 @@ class StripeModel(RuleBasedStateMachine):
                 for at, state in states.items():
                     if not self.settled(kind, key, at, state):
                         continue
-                    row = holding.get((at, key))
-                    assert row is not None, f"{kind} {key} as of {at}: no version"
-                    assert row["is_deleted"] is state["is_deleted"], f"{kind} {key} as of {at}"
+                    held = holding.get((at, key))
+                    assert held is not None, f"{kind} {key} as of {at}: no version"
+                    assert held["is_deleted"] is state["is_deleted"], f"{kind} {key} as of {at}"
                     if not state["is_deleted"]:
-                        seen = {**actual(kind, row), "is_deleted": False}
+                        seen = {**actual(kind, held), "is_deleted": False}
                         assert seen == state, f"{kind} {key} as of {at}: {seen} != {state}"
 
     # -- the oracle ---------------------------------------------------------------------------
