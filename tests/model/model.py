@@ -63,6 +63,7 @@ from stripe_emulator import Account
 from stripe_emulator.account import AccountState
 from stripe_emulator.server import EmulatorServer
 from stripe_promotions import SyncRequest
+from stripe_promotions.settings import EVENT_LAG_SECONDS
 from stripe_promotions_pipeline import ObjectSync, RunError, RunResult, make_pipeline
 from tests.support import Warehouse, as_json, setup_client
 
@@ -180,6 +181,7 @@ class StripeModel(RuleBasedStateMachine):
         # first; and objects whose state rests on reads alone (their event was never read).
         self.unread_since: dict[Change, int] = {}
         self.read_only: set[Change] = set()
+        self.last_change: dict[Change, int] = {}  # Stripe's second of each object's last change
 
     def teardown(self) -> None:
         try:
@@ -253,6 +255,7 @@ class StripeModel(RuleBasedStateMachine):
             self.soft_deleted[key] = True
         second = int(self.platform.clock.now())
         self.unread_since.setdefault(key, second)
+        self.last_change[key] = second
         self.read_only.discard(key)
         self.forget(account_id, second)  # its event outranks reads of its second
 
@@ -451,8 +454,19 @@ class StripeModel(RuleBasedStateMachine):
                 reread = key[1] == "coupon" and key in self.unread  # events omit fields
                 if full or key in self.unlisted or (seen and (changed or reread)):
                     self.cleared(key, by_event=not full and seen and changed)
+            # A run that starts the events cursor afresh (none yet, or past retention) sets it
+            # to now with no event seen: the next run reads the last EVENT_LAG_SECONDS' events
+            # as new, and reads those coupons again.
+            reset = account not in self.events_read or (
+                now - self.events_read[account] > RELISTED_AFTER
+            )
+            recent = int(now) - EVENT_LAG_SECONDS
             self.unread = {
-                k for k in self.unread if k[0] != account or (not full and (k[0], k[2]) in pending)
+                k
+                for k in self.unread
+                if k[0] != account
+                or (not full and (k[0], k[2]) in pending)
+                or (reset and self.last_change.get(k, 0) >= recent)
             }
             self.unlisted = {k for k in self.unlisted if k[0] != account}
             self.events_read[account] = now
