@@ -190,6 +190,8 @@ class StripeApi:
         message = error.get("message")
         if status == 429 or (status == 400 and error.get("code") == "rate_limit"):
             raise _Failure("rate_limit", status, message, request_id)
+        if status == 404:  # an observation too (a tombstone): Stripe's clock must stamp it
+            self._note_time(response.date)
         kinds = {400: "invalid", 404: "invalid", 401: "auth", 402: "other", 403: "permission"}
         code = error.get("code")
         raise _Failure(kinds.get(status, "server"), status, message, request_id, code)

@@ -52,15 +52,20 @@ class Observation:
     rank: Rank
     sequence: int
     via: str  # list | full_listing | retrieve | event | batch | not_found | manual
-    # The observation slot the row fills (its raw table's key is id + slot): one per object
-    # for each way of reading the present ("list", "full_listing", "retrieve"), one per event,
-    # batch item or tombstone. A slot only ever receives newer observations.
+    # The observation slot the row fills (its raw table's key is account + id + slot): one
+    # per event, batch item or tombstone; for a read, one per way of reading and content seen
+    # (`by_content`). A slot only ever receives newer observations.
     key: str
     api_version: str | None = None
     # The fields a partial observation carries (a batch patch; () for a tombstone);
     # None for a complete object. The transforms take each field from its newest carrier.
     patched_fields: tuple[str, ...] | None = None
     deletion: Deletion | None = None
+    # A read: `key` is only the prefix, each row's slot is `<key>:<digest of the object as
+    # received>` (rows.content_keys). A re-read of unchanged content refills its slot (the raw
+    # table does not grow on quiet re-listings); changed content gets a slot of its own, so a
+    # version only a read showed survives later reads (docs/HISTORY.md).
+    by_content: bool = False
 
 
 def sequence_now() -> int:
@@ -84,9 +89,10 @@ def read(
     api_version: str | None = None,
     rank: Rank = Rank.READ,
 ) -> Observation:
-    """A list page or a retrieve: the slot is the way of reading. A re-read after a run's
-    events ranks with them (Rank.EVENT): it saw their changes."""
-    return Observation(observed_at, rank, sequence, via, via, api_version)
+    """A list page or a retrieve: each object's slot is the way of reading and its content
+    (`<via>:<digest>`). A re-read after a run's events ranks with them (Rank.EVENT): it saw
+    their changes."""
+    return Observation(observed_at, rank, sequence, via, via, api_version, by_content=True)
 
 
 def tombstone(observed_at: int, sequence: int, via: str, deletion: Deletion) -> Observation:

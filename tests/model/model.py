@@ -10,6 +10,38 @@ act on one account (`account=`). One connected account per example may be discon
 deleted: runs that name it fail for it alone, and its rows stay as they were. The current-state
 tables are compared per (account_id, id), in the accounts a run read; rows of the accounts it did
 not read must not change. Every example ends with a run of every account (`teardown`).
+
+The history tables (docs/HISTORY.md) are checked after every run too, in two ways.
+
+Their shape, for every object: versions 1..n in order of `valid_from`, each ending where the
+next begins (so none overlap), only the last `is_current` and open-ended, the current version
+equal to the current-state row (but for `synced_at`, `observed_via` and the history's own
+columns), and the same objects as the current-state table.
+
+"As of": at each incremental run and sync all, the model records Stripe's state (`expected`,
+and `is_deleted`) of every object in the accounts and types the run read, at T = Stripe's
+second just after the run (nothing changes while a run reads, so the state held at T).
+After every later run, the history's version holding at each recorded T (the documented
+predicate, and `stripe.<t>_as_of(ts)` for the newest T) must equal it. Compared only where
+the documented rules say the history must know:
+
+- not an object whose change the run could not see yet (its event not listed: `pending`),
+  nor one soft-deleted by hand (the tables show the soft delete, Stripe does not);
+- not at a T in whose second a later change, batch or soft delete landed (a change of T's
+  second is an event of T's second, which outranks the run's reads; batches and soft deletes
+  are stamped with Stripe's clock as estimated, within a second or two), in that account;
+- not before the pipeline has read the events of every change of the object (and of a
+  code's coupon) up to T: until then a state a sync all showed rests on its listing, which a
+  newer listing replaces (a deletion by absence moves to the newest listing's start);
+- not an object whose state rests on reads alone: one a read showed again after a soft
+  delete (no event says it came back), or one whose change's event the pipeline
+  never read (changes before an account's first sync all, or before an events cursor past
+  Stripe's retention), from the change on, until its next change or a first incremental
+  run lists it as new (that `list` read is never re-read). A read-only version starts at its
+  earliest surviving read, and a re-read of the same content replaces that read
+  (docs/HISTORY.md, "What reads keep"), so its start may move later. A promotion code whose
+  coupon rests on reads alone is left out too (its derived columns follow its coupon's
+  history).
 """
 
 from __future__ import annotations
@@ -20,6 +52,7 @@ import sys
 from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 import stripe
@@ -30,6 +63,7 @@ from stripe_emulator import Account
 from stripe_emulator.account import AccountState
 from stripe_emulator.server import EmulatorServer
 from stripe_promotions import SyncRequest
+from stripe_promotions.settings import EVENT_LAG_SECONDS
 from stripe_promotions_pipeline import ObjectSync, RunError, RunResult, make_pipeline
 from tests.support import Warehouse, as_json, setup_client
 
@@ -47,6 +81,15 @@ Change = tuple[str, str, str]  # (account_id, kind, id)
 # An events cursor older than this makes an incremental run list everything (30 days of
 # retention, less the source's margin of a day).
 RELISTED_AFTER = 29 * DAY
+# How far Stripe's clock as the pipeline estimates it (batches, soft deletes) may be behind.
+ESTIMATE_ERROR = 2
+# A history row's own columns, and those that say how and when the version was seen: the
+# current version equals the current-state row in every other column (docs/HISTORY.md).
+HISTORY_OWN = {
+    "version", "valid_from", "valid_to", "is_current", "changed_fields", "changed_after",
+    "event_id",
+}  # fmt: skip
+BOOKKEEPING = {"synced_at", "observed_via"}
 Snapshot = dict[str, dict[Key, dict[str, Any]]]  # kind -> key -> compared values
 
 # Fields compared between Stripe's object and the current-state row.
@@ -129,6 +172,16 @@ class StripeModel(RuleBasedStateMachine):
         # Hand-made deletions are stamped with Stripe's clock as the last run measured it: the
         # emulator's clock jumps, real clocks do not, so only soft-delete with a fresh reading.
         self.clock_fresh = False
+        # The history tables as the last run left them: kind -> key -> versions, oldest first.
+        self.histories: dict[str, dict[Key, list[dict[str, Any]]]] = {k: {} for k in KINDS}
+        # Stripe's state at the seconds runs observed it: (kind, key) -> T -> what "as of T"
+        # must show (see the module docstring for what is left out, and why).
+        self.recorded: dict[tuple[str, Key], dict[int, dict[str, Any]]] = {}
+        # Changes whose event the pipeline has not read yet, since Stripe's second of the
+        # first; and objects whose state rests on reads alone (their event was never read).
+        self.unread_since: dict[Change, int] = {}
+        self.read_only: set[Change] = set()
+        self.last_change: dict[Change, int] = {}  # Stripe's second of each object's last change
 
     def teardown(self) -> None:
         try:
@@ -200,6 +253,11 @@ class StripeModel(RuleBasedStateMachine):
             self.unlisted.add(key)
         if key in self.soft_deleted:
             self.soft_deleted[key] = True
+        second = int(self.platform.clock.now())
+        self.unread_since.setdefault(key, second)
+        self.last_change[key] = second
+        self.read_only.discard(key)
+        self.forget(account_id, second)  # its event outranks reads of its second
 
     @property
     def client(self) -> stripe.StripeClient:
@@ -377,15 +435,38 @@ class StripeModel(RuleBasedStateMachine):
             full = account not in self.had_incremental or (
                 now - self.events_read.get(account, now) > RELISTED_AFTER
             )
+            if now - self.events_read.get(account, now) > RELISTED_AFTER:
+                self.lose_events(account)  # past retention: listed in full, events skipped
+            else:  # events read (before a first cursor: the listing below covers them)
+                self.anchored(account, pending)
+            if account not in self.had_incremental:
+                # Its first incremental run lists every live object as new (`list`): a read
+                # that is never made again, so the version it shows keeps its start.
+                self.read_only = {
+                    k
+                    for k in self.read_only
+                    if k[0] != account or k[2] not in self.live(k[1], k[0])
+                }
             for key, changed in list(self.soft_deleted.items()):
                 if key[0] != account:
                     continue
                 seen = (account, key[2]) not in pending  # its events are listed
                 reread = key[1] == "coupon" and key in self.unread  # events omit fields
                 if full or key in self.unlisted or (seen and (changed or reread)):
-                    del self.soft_deleted[key]
+                    self.cleared(key, by_event=not full and seen and changed)
+            # A run that starts the events cursor afresh (none yet, or past retention) sets it
+            # to now with no event seen: the next run reads the last EVENT_LAG_SECONDS' events
+            # as new, and reads those coupons again.
+            reset = account not in self.events_read or (
+                now - self.events_read[account] > RELISTED_AFTER
+            )
+            recent = int(now) - EVENT_LAG_SECONDS
             self.unread = {
-                k for k in self.unread if k[0] != account or (not full and (k[0], k[2]) in pending)
+                k
+                for k in self.unread
+                if k[0] != account
+                or (not full and (k[0], k[2]) in pending)
+                or (reset and self.last_change.get(k, 0) >= recent)
             }
             self.unlisted = {k for k in self.unlisted if k[0] != account}
             self.events_read[account] = now
@@ -433,6 +514,7 @@ class StripeModel(RuleBasedStateMachine):
         self.observed(covered, pending, now)
         self.check(KINDS, covered, skip=pending)
         self.unchanged(before, covered)
+        self.remember(KINDS, covered, pending)
 
     @precondition(lambda self: self.loaded)
     @rule(
@@ -458,11 +540,14 @@ class StripeModel(RuleBasedStateMachine):
         self.reload()
         for key in list(self.soft_deleted):
             if key[0] in covered and key[1] in kinds:
-                del self.soft_deleted[key]  # listed: observed now
+                self.cleared(key)  # listed: observed now
         for account in covered:  # a first run of an account that lists sets its events cursor
+            if account not in self.events_read:
+                self.lose_events(account)  # changes before the cursor: their events go unread
             self.events_read.setdefault(account, now)
         self.check(tuple(sorted(kinds)), covered, skip=pending)
         self.unchanged(before, covered)
+        self.remember(tuple(sorted(kinds)), covered, pending)
 
     @precondition(lambda self: self.loaded and self.gone)
     @rule(data=st.data())
@@ -491,6 +576,7 @@ class StripeModel(RuleBasedStateMachine):
         self.observed(others, pending, now)
         self.check(KINDS, others, skip=pending)
         self.unchanged(before, others)
+        self.remember(KINDS, others, pending)
 
     @precondition(lambda self: self.loaded)
     @rule(data=st.data(), kind=st.sampled_from(KINDS))
@@ -508,7 +594,7 @@ class StripeModel(RuleBasedStateMachine):
         ObjectSync(kind).sync_by_ids((*ids, unknown), account=named, **self.verb_settings())
         self.reload()
         for object_id in ids:
-            self.soft_deleted.pop((account, kind, object_id), None)
+            self.cleared((account, kind, object_id))
         rows = self.rows_of(kind, account)
         assert unknown not in rows
         for object_id in ids:
@@ -560,9 +646,10 @@ class StripeModel(RuleBasedStateMachine):
                 key = (account, kind, item["id"])
                 if "updated" in item and not self.soft_deleted.get(key, True):
                     continue  # a product is observed at its `updated`: before the soft delete
-                self.soft_deleted.pop(key, None)  # observed now
+                self.cleared(key)  # observed now
         if items:
             before = self.snapshot()
+            self.forget(account, int(self.platform.clock.now()) - ESTIMATE_ERROR)
             ObjectSync(kind).sync_batch(items, account=named, **self.verb_settings())
             self.reload()
             self.unchanged(before, [account])
@@ -578,6 +665,7 @@ class StripeModel(RuleBasedStateMachine):
             return
         object_id = data.draw(st.sampled_from(candidates))
         before = self.snapshot()
+        self.forget(account, int(self.platform.clock.now()) - ESTIMATE_ERROR)
         ObjectSync(kind).soft_delete(
             object_id, reason="model", account=named, **self.verb_settings()
         )
@@ -585,6 +673,135 @@ class StripeModel(RuleBasedStateMachine):
         self.soft_deleted[(account, kind, object_id)] = False
         assert self.rows_of(kind, account)[object_id]["is_deleted"] is True
         self.unchanged(before, [account])
+
+    # -- the history: its shape, and "as of" ----------------------------------------------------
+    def forget(self, account: str, second: int) -> None:
+        """Recorded states of an account at `second` or later are no longer exact: something
+        observed at or before them changed after the run that recorded them."""
+        for (_, key), states in self.recorded.items():
+            if key[0] == account:
+                for at in [at for at in states if at >= second]:
+                    del states[at]
+
+    def cleared(self, key: Change, *, by_event: bool = False) -> None:
+        """A soft delete the pipeline observed a later state of: by a read, the object then
+        rests on reads (no event says it came back) until its next change."""
+        if self.soft_deleted.pop(key, None) is not None and not by_event:
+            self.read_only.add(key)
+
+    def lose_events(self, account: str) -> None:
+        """The account's unread events will never be read: those objects rest on reads from
+        their change on (states recorded since are no longer exact)."""
+        for change, since in list(self.unread_since.items()):
+            if change[0] == account:
+                del self.unread_since[change]
+                self.read_only.add(change)
+                states = self.recorded.get((change[1], (account, change[2])), {})
+                for at in [at for at in states if at >= since]:
+                    del states[at]
+
+    def anchored(self, account: str, pending: set[Key]) -> None:
+        """The account's events were read, but for those not listed yet (`pending`)."""
+        for change in list(self.unread_since):
+            if change[0] == account and (account, change[2]) not in pending:
+                del self.unread_since[change]
+
+    def remember(self, kinds: Collection[str], covered: Collection[str], pending: set[Key]) -> None:
+        """After a run read these accounts and kinds: Stripe's state at this second, for "as
+        of" (module docstring: what is left out)."""
+        at = int(self.platform.clock.now())
+        for kind in kinds:
+            for account in covered:
+                rows = self.rows_of(kind, account)
+                states: dict[str, dict[str, Any]] = {
+                    i: {**expected(kind, obj), "is_deleted": False}
+                    for i, obj in self.state(kind, account).items()
+                }
+                states.update(
+                    (i, {"is_deleted": True})
+                    for i in self.account(account).deleted_ids(kind)
+                    if i in rows
+                )
+                for object_id, state in states.items():
+                    change = (account, kind, object_id)
+                    coupon = state.get("coupon_id")
+                    if (
+                        (account, object_id) in pending
+                        or change in self.soft_deleted
+                        or change in self.read_only
+                        or (coupon and (account, "coupon", coupon) in self.read_only)
+                    ):
+                        continue
+                    self.recorded.setdefault((kind, (account, object_id)), {})[at] = state
+
+    def settled(self, kind: str, key: Key, at: int, state: dict[str, Any]) -> bool:
+        """Whether the pipeline has read the events of every change up to `at` of the object
+        (and of a code's coupon): until then its state at `at` rests on reads (a listing
+        that a newer one replaces, an absence from a listing that a newer one moves)."""
+        changes = [(key[0], kind, key[1])]
+        if state.get("coupon_id"):
+            changes.append((key[0], "coupon", state["coupon_id"]))
+        return all(self.unread_since.get(change, at + 1) > at for change in changes)
+
+    def check_history(self) -> None:
+        """Every object's versions: numbered 1..n in order, contiguous, the last one current
+        and equal to the current-state row (docs/HISTORY.md)."""
+        for kind in KINDS:
+            history, table = self.histories[kind], self.table(kind)
+            assert history.keys() == table.keys(), f"{kind}: history and table differ in objects"
+            for key, versions in history.items():
+                assert [v["version"] for v in versions] == list(range(1, len(versions) + 1))
+                for older, newer in pairwise(versions):
+                    assert older["valid_to"] == newer["valid_from"], f"{kind} {key}: a gap"
+                    assert older["valid_from"] <= older["valid_to"], f"{kind} {key}: reversed"
+                    assert older["is_current"] is False, f"{kind} {key}: two current"
+                last = versions[-1]
+                assert last["is_current"] is True and last["valid_to"] is None, f"{kind} {key}"
+                row = table[key]
+                differ = {
+                    name: (row[name], last[name])
+                    for name in row.keys() - BOOKKEEPING - HISTORY_OWN
+                    if row[name] != last[name]
+                }
+                assert not differ, f"{kind} {key}: current version differs {differ}"
+
+    def check_as_of(self, query: Callable[[str], list[dict[str, Any]]]) -> None:
+        """The version holding at each recorded second equals Stripe's state then."""
+        for kind, table in TABLES.items():
+            recorded = {
+                key: states for (k, key), states in self.recorded.items() if k == kind and states
+            }
+            seconds = sorted({at for states in recorded.values() for at in states})
+            if not seconds:
+                continue
+            values = ", ".join(f"({at})" for at in seconds)
+            rows = query(
+                f"SELECT t.seen_at, h.* FROM stripe.{table}_history AS h "
+                f"JOIN (VALUES {values}) AS t(seen_at) ON h.valid_from <= to_timestamp(t.seen_at) "
+                "AND (h.valid_to IS NULL OR h.valid_to > to_timestamp(t.seen_at))"
+            )
+            holding: dict[tuple[int, Key], dict[str, Any]] = {}
+            for row in rows:
+                found = (int(row["seen_at"]), (row["account_id"], row["id"]))
+                assert found not in holding, f"{kind} {found}: two versions hold at once"
+                holding[found] = row
+            newest = seconds[-1]
+            macro = query(
+                f"SELECT account_id, id, version FROM stripe.{table}_as_of(to_timestamp({newest}))"
+            )
+            assert {(r["account_id"], r["id"], r["version"]) for r in macro} == {
+                (*key, row["version"]) for (at, key), row in holding.items() if at == newest
+            }, f"{kind}: {table}_as_of differs from the predicate"
+            for key, states in recorded.items():
+                for at, state in states.items():
+                    if not self.settled(kind, key, at, state):
+                        continue
+                    held = holding.get((at, key))
+                    assert held is not None, f"{kind} {key} as of {at}: no version"
+                    assert held["is_deleted"] is state["is_deleted"], f"{kind} {key} as of {at}"
+                    if not state["is_deleted"]:
+                        seen = {**actual(kind, held), "is_deleted": False}
+                        assert seen == state, f"{kind} {key} as of {at}: {seen} != {state}"
 
     # -- the oracle ---------------------------------------------------------------------------
     def invisible_changes(self) -> set[Key]:
@@ -620,6 +837,12 @@ class StripeModel(RuleBasedStateMachine):
                     "HAVING COUNT(*) > 1 OR account_id IS NULL"
                 )
                 assert not duplicated, f"raw {table}: {duplicated}"
+                versions: dict[Key, list[dict[str, Any]]] = {}
+                for row in query(f"SELECT * FROM stripe.{table}_history ORDER BY version"):
+                    versions.setdefault((row["account_id"], row["id"]), []).append(row)
+                self.histories[kind] = versions
+            self.check_history()
+            self.check_as_of(query)
 
     def table(self, kind: str) -> dict[Key, dict[str, Any]]:
         """A current-state table by (account_id, id), as the last run left it."""
@@ -660,7 +883,8 @@ class StripeModel(RuleBasedStateMachine):
                     row = table[key]
                     manual = (account, kind, object_id) in self.soft_deleted
                     assert row["is_deleted"] is manual, f"{kind} {key}: is_deleted {row}"
-                    assert actual(kind, row) == expected(kind, obj), f"{kind} {key}"
+                    seen, wanted = actual(kind, row), expected(kind, obj)
+                    assert seen == wanted, f"{kind} {key}: {seen} != {wanted} ({row})"
                 for key, row in table.items():
                     if key[0] != account or key in skip or key[1] in state:
                         continue

@@ -8,7 +8,10 @@ platform: changes land in its own account or a connected one (the same id in two
 among them), runs read every account, the key's own or one, the verbs act on one (`account=`),
 and a connected account may be disconnected or deleted on the way. After every run the
 current-state tables must equal the emulator's state per (account_id, id) in the accounts it
-read, and stay as they were in the others. MODEL_PROFILE=deep runs it longer.
+read, and stay as they were in the others; the history tables must be well formed (versions in
+order, contiguous, the last one equal to the current-state row), and "as of" every second at
+which a run observed Stripe must give Stripe's state then, wherever the documented rules say
+the history knows it (tests/model/model.py says which). MODEL_PROFILE=deep runs it longer.
 """
 
 from __future__ import annotations

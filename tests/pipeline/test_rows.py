@@ -6,7 +6,7 @@ from typing import Any
 
 from stripe_promotions import RunStats
 from stripe_promotions.client import Page
-from stripe_promotions.observation import Observation, Rank
+from stripe_promotions.observation import Observation, Rank, read
 from stripe_promotions.resources import observed_tables
 from stripe_promotions.rows import objects_table
 from stripe_promotions.settings import OBJECT_TYPES
@@ -104,3 +104,21 @@ def test_pages_with_different_unknown_fields_make_one_table() -> None:
     assert by_id["prod_1"]["brand_new"] == "x" and by_id["prod_2"]["brand_new"] is None
     assert by_id["prod_2"]["_observed_at"] == 1_700_000_101
     assert stats.rows["products/list"] == 2
+
+
+def test_a_reads_slot_is_its_way_and_its_content() -> None:
+    """`<via>:<digest>`: the same content (in any key order) gets the same slot, changed
+    content another; rows of events keep their own key."""
+    seen = read(1_700_000_100, 42, "full_listing", "2026-10-28.endive")
+    renamed = {**NEW_SHAPE, "metadata": {"a": "1", "b": "3"}}
+    reordered = dict(reversed(list(NEW_SHAPE.items())))
+    event = Observation(1_700_000_101, Rank.EVENT, 7, "event", "evt_1", "2026-10-28.endive")
+    first, again, changed, evented = rows(
+        "promotion_code", [(seen, [NEW_SHAPE, reordered, renamed]), (event, [renamed])]
+    )
+    assert first["_observation_key"] == again["_observation_key"]
+    assert first["_observation_key"] != changed["_observation_key"]
+    assert first["_observation_key"].startswith("full_listing:")
+    assert len(first["_observation_key"]) == len("full_listing:") + 16
+    assert evented["_observation_key"] == "evt_1"
+    assert {r["_observed_via"] for r in (first, again, changed)} == {"full_listing"}

@@ -67,17 +67,23 @@ def test_same_second_boundary_neither_lost_nor_duplicated(
     for n in range(3):
         new_coupon(client, f"FIRST{n}")
     warehouse.run()
+    listed_first = (
+        "SELECT id, _observed_sequence FROM stripe_raw.coupons WHERE _observed_via = 'list'"
+    )
+    first = {row["id"]: row["_observed_sequence"] for row in warehouse.rows(listed_first)}
     for n in range(2):  # same second as the cursor: `created[gte]` sees the first three again
         new_coupon(client, f"LATER{n}")
     warehouse.run()
     listed = warehouse.rows(
-        "SELECT id, COUNT(*) AS n FROM stripe_raw.coupons WHERE _observation_key = 'list' "
-        "GROUP BY id"
+        "SELECT id, COUNT(*) AS n FROM stripe_raw.coupons WHERE _observed_via = 'list' GROUP BY id"
     )
     assert {row["id"]: row["n"] for row in listed} == {
         **{f"FIRST{n}": 1 for n in range(3)},
         **{f"LATER{n}": 1 for n in range(2)},
     }
+    # Not listed again either (a re-read of unchanged content would refill its slot).
+    again = {row["id"]: row["_observed_sequence"] for row in warehouse.rows(listed_first)}
+    assert {i: again[i] for i in first} == first
     assert set(warehouse.current("coupons")) == {"FIRST0", "FIRST1", "FIRST2", "LATER0", "LATER1"}
 
 
@@ -464,3 +470,19 @@ def _options(warehouse: Warehouse) -> dict[str, Any]:
         "pipelines_dir": settings.pipelines_dir,
         "duckdb_file": settings.duckdb_file,
     }
+
+
+def test_a_404_is_stamped_with_stripes_clock(
+    warehouse: Warehouse, stripe_emulator: EmulatorServer, client: stripe.StripeClient
+) -> None:
+    """Sync by ids of a product Stripe deleted, in a run where every answer is a 404: the
+    tombstone carries the 404's Date, not the local clock. (Stamped locally, with Stripe's
+    clock ahead, it was older than the listing before it, and the product stayed live.)"""
+    product = client.v1.products.create(params={"name": "Mug"})
+    stripe_emulator.account.advance_clock(600)  # Stripe's clock ten minutes ahead of ours
+    warehouse.run()
+    client.v1.products.delete(product.id)
+    warehouse.run(SyncRequest("sync_by_ids", ("product",), ids=(product.id,)))
+    row = warehouse.current("products")[product.id]
+    assert row["is_deleted"] is True and row["deletion_source"] == "not_found"
+    assert abs(row["deleted_at"].timestamp() - stripe_emulator.account.clock.now()) < 60
