@@ -105,6 +105,10 @@ FIELDS = {
     ),
 }  # fmt: skip
 TIMES = {"redeem_by", "updated", "expires_at"}
+# Columns derived as of Stripe's clock at the newest run of any account (one clock for all):
+# a coupon's `valid` (redeem_by), a code's `active` (its coupon valid). A run of one account
+# moves them in another's rows when a deadline passed (README, "The tables").
+TIME_DRIVEN = {"coupon": ("valid",), "promotion_code": ("active",)}
 
 
 def expected(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -129,8 +133,10 @@ def actual(kind: str, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def comparable(kind: str, row: dict[str, Any]) -> dict[str, Any]:
-    """What must not change in a row the run did not touch (its account not read)."""
-    return {**actual(kind, row), "is_deleted": row["is_deleted"], "deleted_at": row["deleted_at"]}
+    """What must not change in a row the run did not touch (its account not read): all but
+    what Stripe's one clock changes (TIME_DRIVEN)."""
+    values = {k: v for k, v in actual(kind, row).items() if k not in TIME_DRIVEN.get(kind, ())}
+    return {**values, "is_deleted": row["is_deleted"], "deleted_at": row["deleted_at"]}
 
 
 class StripeModel(RuleBasedStateMachine):
