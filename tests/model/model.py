@@ -890,6 +890,13 @@ class StripeModel(RuleBasedStateMachine):
                     manual = (account, kind, object_id) in self.soft_deleted
                     assert row["is_deleted"] is manual, f"{kind} {key}: is_deleted {row}"
                     seen, wanted = actual(kind, row), expected(kind, obj)
+                    if manual and kind == "coupon":
+                        wanted["valid"] = False  # `valid`: not deleted, soft deletes included
+                    if (
+                        kind == "promotion_code"
+                        and (account, "coupon", obj["promotion"]["coupon"]) in self.soft_deleted
+                    ):
+                        wanted["active"] = False  # its coupon soft-deleted: not valid
                     assert seen == wanted, f"{kind} {key}: {seen} != {wanted} ({row})"
                 for key, row in table.items():
                     if key[0] != account or key in skip or key[1] in state:
