@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import dlt
 import pyarrow as pa
-from dlt.common.schema.typing import TColumnSchema
+from dlt.common.schema.typing import C_DLT_LOAD_ID, TColumnSchema
 
 from .rows import ARROW_TYPES, BIGINT, BOOL, JSON, TEXT, column_hints, object_table_hints
 from .settings import OBJECT_TYPES, ObjectType
@@ -74,7 +74,7 @@ RAW_SHAPE: Final = 4
 # dlt's load id on every raw row, for the transforms to apply only the loads they have not
 # (the pipeline turns it on for Arrow tables); nullable, so a table from before gains it.
 LOAD_ID_HINT: Final[dict[str, TColumnSchema]] = {
-    "_dlt_load_id": {"data_type": "text", "nullable": True}
+    C_DLT_LOAD_ID: {"data_type": "text", "nullable": True}
 }
 # An object table's key: the account, the object and the observation slot it fills.
 OBJECT_KEY: Final = (ACCOUNT_COLUMN, "id", "_observation_key")

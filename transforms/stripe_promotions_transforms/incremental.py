@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dlt.common.schema.typing import C_DLT_LOAD_ID
+
 STATE_TABLE = "_transformed_loads"
 # Bumped when what a run recomputes changes: the next run rebuilds everything once.
 RECOMPUTE_RULES = 1
 # dlt's completed loads; a load id is the load's start time as text.
 LOADS_TABLE = "_dlt_loads"
-LOAD_ID = "_dlt_load_id"  # the load of a raw row (dlt's; the pipeline turns it on for Arrow)
+LOAD_ID = C_DLT_LOAD_ID  # the load of a raw row (dlt's; the pipeline turns it on for Arrow)
 LOAD_ID_FORMAT = re.compile(r"^[0-9.]+$")
 # Columns whose time passing changes an object without any observation (see <table>.sql).
 DEADLINES = {"coupons": "redeem_by", "promotion_codes": "expires_at"}
@@ -46,11 +48,6 @@ class Plan:
     loads: tuple[str, ...]  # the completed loads not applied yet
     synced_before: int | None  # Stripe's clock the last run reached (its `synced_until`)
     synced_now: int | None
-
-    @property
-    def idle(self) -> bool:
-        """Nothing moved since the last run: no load to apply, the clock where it was."""
-        return not self.full and not self.loads and self.synced_now == self.synced_before
 
 
 def inputs_digest(sql_dir: Path, raw: dict[str, dict[str, str]]) -> str:

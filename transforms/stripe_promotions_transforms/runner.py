@@ -313,10 +313,10 @@ def run_transforms(
         migrating = needs_migration(client, dataset)
         unowned = needs_account_ids(client, next(iter(object_tables)))
         missing = {*object_tables, *histories.values(), STATE_TABLE} - existing
+        known = pipeline.default_schema.tables
         with client.begin_transaction():
             try:
                 if migrating:
-                    known = pipeline.default_schema.tables
                     tables = (*object_tables, *MARKER_TABLES)
                     columns = {t: set(known[t]["columns"]) for t in tables}
                     migrate(client, dataset, dict(object_tables), columns)
@@ -324,7 +324,6 @@ def run_transforms(
                     fill_account_ids(client, dataset, dict(object_tables), own_account)
             except OutdatedRawData as outdated:
                 raise TransformError(str(outdated)) from None
-            known = pipeline.default_schema.tables
             unlabelled = any(LOAD_ID not in known[t]["columns"] for t in raw)
             reason = (
                 "asked"
@@ -415,11 +414,7 @@ class Builder:
         changes: list[TableChanges] = []
         moved: dict[str, str] = {}
         scratch: list[str] = []
-        for table in self.object_tables:  # the tables as they are, for the SQL reading them
-            for name in self.outputs(table):
-                self.schema.setdefault(SCHEMA, {})[name] = dict.fromkeys(
-                    _columns(client, name), "TEXT"
-                )
+        tables_known = False
         for table, object_type in self.object_tables.items():
             changed = f"{table}__changed"
             scratch.append(changed)
@@ -433,6 +428,9 @@ class Builder:
             if not count:
                 changes.append(_totals(client, TableChanges(table, 0, 0, 0, 0)))
                 continue
+            if not tables_known:  # once, and only when something is built
+                self.know_built_tables(client)
+                tables_known = True
             built = {
                 name: self.build(client, name, None, only=changed) for name in self.outputs(table)
             }
@@ -459,6 +457,15 @@ class Builder:
         for name in scratch:
             client.execute_sql(f"DROP TABLE IF EXISTS {SCHEMA}.{name}")
         return changes
+
+    def know_built_tables(self, client: Any) -> None:
+        """The current-state and history tables' columns as they are, for sqlglot to expand
+        the SQL that reads them (promotion_codes.sql reads stripe.coupons)."""
+        for table in self.object_tables:
+            for name in self.outputs(table):
+                self.schema.setdefault(SCHEMA, {})[name] = dict.fromkeys(
+                    _columns(client, name), "TEXT"
+                )
 
     def execute(self, client: Any, sql: str, name: str) -> None:
         """Run one of incremental.py's statements (DuckDB's dialect) on the destination."""
